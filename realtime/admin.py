@@ -1,0 +1,155 @@
+"""Administration: tenants, API keys, bots and their knowledge sources (the core side).
+
+The HTTP routes under ``/admin/v1`` (:mod:`realtime.transport.admin`) and the CLI both call
+this; it validates input and raises the error tree, so every caller answers the same way.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import secrets
+from typing import Any
+
+from realtime.bots import check_slug, validate_settings, with_defaults
+from realtime.errors import AuthError, Conflict, NotFound, ProtocolError
+from realtime.knowledge.ingest import add_source
+from realtime.store import ApiKey, Bot, Source, Store, Tenant, hash_secret
+
+ADMIN_KEY_SETTING = "admin_key_hash"
+SCOPES = ("chat", "full")
+_TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{1,62}$")
+
+
+class Admin:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # -- the admin key ---------------------------------------------------------------------
+
+    async def ensure_admin_key(self, configured: str) -> str | None:
+        """Install the configured admin key, or generate one on first start.
+
+        Returns the raw key when one was generated (to be printed once), else None.
+        """
+        if configured:
+            await self.store.set_setting(ADMIN_KEY_SETTING, hash_secret(configured))
+            return None
+        if await self.store.get_setting(ADMIN_KEY_SETTING):
+            return None
+        raw = "rta_" + secrets.token_urlsafe(30)
+        await self.store.set_setting(ADMIN_KEY_SETTING, hash_secret(raw))
+        return raw
+
+    async def check_admin_key(self, raw: str | None) -> None:
+        stored = await self.store.get_setting(ADMIN_KEY_SETTING)
+        if not raw or not stored or not hmac.compare_digest(hash_secret(raw), stored):
+            raise AuthError("unauthorized", "a valid admin key is required")
+
+    # -- tenants and keys ------------------------------------------------------------------
+
+    async def create_tenant(self, body: dict[str, Any]) -> Tenant:
+        name = body.get("name")
+        if not isinstance(name, str) or not 1 <= len(name.strip()) <= 200:
+            raise ProtocolError("invalid_field", "'name' must be 1..200 characters")
+        tenant_id = body.get("id")
+        if tenant_id is None:
+            tenant_id = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "tenant"
+            if await self.store.get_tenant(tenant_id) is not None:
+                tenant_id = f"{tenant_id}-{secrets.token_hex(3)}"
+        elif not isinstance(tenant_id, str) or not _TENANT_RE.match(tenant_id):
+            raise ProtocolError("invalid_field", "'id' must be 2..63 of a-z 0-9 _ - (lowercase)")
+        if await self.store.get_tenant(tenant_id) is not None:
+            raise Conflict("tenant_exists", f"tenant {tenant_id!r} already exists")
+        return await self.store.create_tenant(tenant_id, name.strip())
+
+    async def tenant(self, tenant_id: str) -> Tenant:
+        tenant = await self.store.get_tenant(tenant_id)
+        if tenant is None:
+            raise NotFound("tenant_not_found", "no such tenant")
+        return tenant
+
+    async def create_key(self, tenant_id: str, body: dict[str, Any]) -> tuple[ApiKey, str]:
+        await self.tenant(tenant_id)
+        name = body.get("name", "key")
+        if not isinstance(name, str) or not 1 <= len(name) <= 200:
+            raise ProtocolError("invalid_field", "'name' must be 1..200 characters")
+        scope = body.get("scope", "full")
+        if scope not in SCOPES:
+            raise ProtocolError("invalid_field", "'scope' must be 'chat' or 'full'")
+        bot_uuid = None
+        if body.get("bot_id") is not None:
+            bot_uuid = (await self.bot(tenant_id, body["bot_id"])).uuid
+        return await self.store.create_api_key(tenant_id, name, scope, bot_uuid)
+
+    # -- bots ------------------------------------------------------------------------------
+
+    async def bot(self, tenant_id: str, bot_id: Any) -> Bot:
+        if not isinstance(bot_id, str):
+            raise NotFound("bot_not_found", "no such bot")
+        bot = await self.store.get_bot(tenant_id, bot_id)
+        if bot is None:
+            raise NotFound("bot_not_found", "no such bot")
+        return bot
+
+    async def create_bot(self, tenant_id: str, body: dict[str, Any]) -> Bot:
+        await self.tenant(tenant_id)
+        settings = dict(body)
+        slug = check_slug(settings.pop("bot_id", None))
+        config = validate_settings(settings, partial=False)
+        if await self.store.get_bot(tenant_id, slug) is not None:
+            raise Conflict("bot_exists", f"bot {slug!r} already exists")
+        return await self.store.create_bot(tenant_id, slug, config)
+
+    async def update_bot(self, tenant_id: str, bot_id: str, body: dict[str, Any]) -> Bot:
+        bot = await self.bot(tenant_id, bot_id)
+        if "bot_id" in body and body["bot_id"] != bot.slug:
+            raise ProtocolError("invalid_field", "'bot_id' cannot be changed")
+        changes = validate_settings({k: v for k, v in body.items() if k != "bot_id"}, partial=True)
+        updated = await self.store.update_bot(bot.uuid, {**bot.config, **changes})
+        assert updated is not None
+        return updated
+
+    async def delete_bot(self, tenant_id: str, bot_id: str) -> None:
+        bot = await self.bot(tenant_id, bot_id)
+        await self.store.delete_bot(bot.uuid)
+
+    def bot_wire(self, bot: Bot) -> dict[str, Any]:
+        return {**bot.to_wire(), **with_defaults(bot.config)}
+
+    # -- knowledge sources -----------------------------------------------------------------
+
+    async def add_source(self, tenant_id: str, bot_id: str, body: dict[str, Any]) -> Source:
+        bot = await self.bot(tenant_id, bot_id)
+        content = body.get("content")
+        if not isinstance(content, str):
+            raise ProtocolError("missing_field", "'content' (a string) is required")
+        kind = body.get("kind", "text")
+        title = body.get("title")
+        url = body.get("url", "")
+        if title is not None and (not isinstance(title, str) or len(title) > 300):
+            raise ProtocolError(
+                "invalid_field", "'title' must be a string of at most 300 characters"
+            )
+        if not isinstance(url, str) or len(url) > 2000:
+            raise ProtocolError(
+                "invalid_field", "'url' must be a string of at most 2000 characters"
+            )
+        return await add_source(
+            self.store,
+            tenant_id=tenant_id,
+            bot_uuid=bot.uuid,
+            content=content,
+            kind=kind,
+            title=title,
+            url=url,
+        )
+
+    async def list_sources(self, tenant_id: str, bot_id: str) -> list[Source]:
+        bot = await self.bot(tenant_id, bot_id)
+        return await self.store.list_sources(bot.uuid)
+
+    async def delete_source(self, tenant_id: str, bot_id: str, source_id: str) -> None:
+        bot = await self.bot(tenant_id, bot_id)
+        if not await self.store.delete_source(bot.uuid, source_id):
+            raise NotFound("source_not_found", "no such source")

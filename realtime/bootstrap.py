@@ -1,0 +1,74 @@
+"""First start on an empty database: the default tenant, an admin key and the `demo` bot.
+
+The demo bot is public and its knowledge sources are this project's own documents
+(``REALTIME_DEMO_DOCS``, the repository's ``docs/`` by default), served under ``/docs/`` so
+its citation links work. Every step is idempotent: a later start changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from realtime.admin import Admin
+from realtime.bots import validate_settings
+from realtime.config import Settings
+from realtime.engine import DEFAULT_TENANT
+from realtime.knowledge.ingest import add_source, kind_of
+from realtime.store import Store
+
+log = logging.getLogger("realtime.bootstrap")
+
+DEMO_BOT = "demo"
+DEMO_SETTINGS = {
+    "name": "Realtime demo",
+    "description": "Answers questions about the realtime server from its own documentation.",
+    "privacy": "public",
+    "welcome_message": "Hi! Ask me anything about the realtime server.",
+    "suggested_questions": [
+        "How do I resume after a disconnect?",
+        "Which error codes can the WebSocket send?",
+        "How do I configure an OpenAI endpoint?",
+    ],
+    "citations_enabled": True,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Bootstrap:
+    generated_admin_key: str | None
+    demo_sources: int
+
+
+async def bootstrap(store: Store, settings: Settings) -> Bootstrap:
+    await store.migrate()
+    admin = Admin(store)
+    if await store.get_tenant(DEFAULT_TENANT) is None:
+        await store.create_tenant(DEFAULT_TENANT, "Default")
+    generated = await admin.ensure_admin_key(settings.admin_key)
+    sources = 0
+    if await store.get_bot(DEFAULT_TENANT, DEMO_BOT) is None:
+        bot = await store.create_bot(
+            DEFAULT_TENANT, DEMO_BOT, validate_settings(DEMO_SETTINGS, partial=False)
+        )
+        for path in demo_documents(settings):
+            await add_source(
+                store,
+                tenant_id=DEFAULT_TENANT,
+                bot_uuid=bot.uuid,
+                content=path.read_text(encoding="utf-8"),
+                kind=kind_of(path),
+                url=f"/docs/{path.name}",
+            )
+            sources += 1
+        log.info("created the demo bot with %d sources", sources)
+    return Bootstrap(generated, sources)
+
+
+def demo_documents(settings: Settings) -> list[Path]:
+    root = Path(settings.demo_docs)
+    if not root.is_dir():
+        log.warning("no demo documents at %s; the demo bot will know nothing", root)
+        return []
+    return sorted(p for p in root.iterdir() if p.suffix.lower() in (".md", ".markdown", ".txt"))

@@ -1,0 +1,335 @@
+"""The engine: the one place that decides what happens in a conversation.
+
+Transports (the WebSocket endpoint, HTTP routes, later the SSE dialects) call the engine
+and read its event streams; the engine never imports a transport. It owns the backends
+(store, broker, provider) and the runs.
+
+The life of a visitor message (:meth:`Engine.send_message`)::
+
+    validate → idempotency check → reserve a queue slot → store message (+ queued run)
+      → on_accepted(ack)  (the transport subscribes and sends its ack first)
+      → publish message.created → the conversation's actor runs it when its turn comes
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from realtime import events
+from realtime.agent.loop import Agent
+from realtime.agent.offline import OfflineProvider
+from realtime.agent.provider import Provider
+from realtime.agent.tools import ToolRegistry, default_registry
+from realtime.bots import with_defaults
+from realtime.broker.base import Broker
+from realtime.config import Settings
+from realtime.errors import AuthError, Forbidden, NotFound, ProtocolError, RateLimited
+from realtime.events import Frame
+from realtime.knowledge.retrieval import Retriever
+from realtime.limits import RateLimiter
+from realtime.metrics import Metrics
+from realtime.runs import RunManager, Turn
+from realtime.store import Bot, Conversation, Message, Store
+from realtime.streams import Streams, Subscription
+from realtime.types import Identity, is_uuid, new_id
+
+log = logging.getLogger("realtime.engine")
+
+DEFAULT_TENANT = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """An authenticated visitor: who they are and which bot they talk to."""
+
+    identity: Identity
+    bot: Bot
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return with_defaults(self.bot.config)
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """What ``message.send`` created (or, for a retried client id, had created)."""
+
+    conversation_id: str
+    message_id: str
+    duplicate: bool
+    epoch: int = 0
+    after_seq: int = 0  # the stream's seq before message.created: subscribe after it
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {
+            "conversation_id": self.conversation_id,
+            "message_id": self.message_id,
+        }
+        if self.duplicate:
+            wire["duplicate"] = True
+        else:
+            wire["epoch"] = self.epoch
+        return wire
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    conversation: Conversation
+    messages: list[Message]
+    epoch: int
+    last_seq: int
+    active_run: dict[str, Any] | None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "conversation": self.conversation.to_wire(),
+            "messages": [m.to_wire() for m in self.messages],
+            "epoch": self.epoch,
+            "last_seq": self.last_seq,
+            "active_run": self.active_run,
+        }
+
+
+OnAccepted = Callable[[Accepted], Awaitable[None]]
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        broker: Broker,
+        provider: Provider | None = None,
+        *,
+        metrics: Metrics | None = None,
+        tools: ToolRegistry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.broker = broker
+        self.provider = provider or OfflineProvider()
+        self.metrics = metrics or Metrics()
+        self.node_id = settings.node_id or f"node-{secrets.token_hex(3)}"
+        self.streams = Streams(broker, store)
+        self.retriever = Retriever(store)
+        self.agent = Agent(
+            self.provider,
+            tools or default_registry(),
+            self.retriever,
+            max_tool_steps=settings.max_tool_steps,
+        )
+        self.runs = RunManager(
+            settings=settings,
+            store=store,
+            publish=self.publish,
+            agent=self.agent,
+            metrics=self.metrics,
+            node_id=self.node_id,
+        )
+        self._message_limit = RateLimiter(settings.messages_per_minute, 60.0)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.broker.start()
+        failed, requeued = await self.runs.recover()
+        if failed or requeued:
+            log.info("recovered runs: %d interrupted, %d requeued", failed, requeued)
+
+    async def stop(self) -> None:
+        await self.runs.drain(self.settings.drain_timeout)
+        await self.provider.close()
+        await self.broker.close()
+
+    async def publish(self, event: events.Event) -> Frame:
+        self.metrics.events.inc()
+        return await self.streams.publish(event)
+
+    # -- sessions and access ---------------------------------------------------------------
+
+    async def resolve_bot(self, ref: str) -> Bot:
+        """A bot by UUID, ``slug`` (in the default tenant) or ``tenant/slug``."""
+        if not isinstance(ref, str) or not ref or len(ref) > 120:
+            raise NotFound("bot_not_found", "no such bot")
+        if is_uuid(ref):
+            bot = await self.store.get_bot_by_uuid(ref.lower())
+        else:
+            tenant, _, slug = ref.rpartition("/")
+            bot = await self.store.get_bot(tenant or DEFAULT_TENANT, slug)
+        if bot is None:
+            raise NotFound("bot_not_found", "no such bot")
+        return bot
+
+    async def open_session(
+        self,
+        bot_ref: str,
+        *,
+        session_id: str | None = None,
+        api_key: str | None = None,
+        user: str | None = None,
+    ) -> Session:
+        """Authenticate a visitor for a bot (DECISIONS 6).
+
+        ``session_id`` alone works for public bots; ``api_key`` + ``user`` for any bot of the
+        key's tenant (and of the key's bot, when the key is bound to one).
+        """
+        bot = await self.resolve_bot(bot_ref)
+        if api_key is not None:
+            key = await self.store.find_api_key(api_key)
+            if key is None:
+                raise AuthError("unauthorized", "unknown or revoked API key")
+            if key.tenant_id != bot.tenant_id or (key.bot_uuid and key.bot_uuid != bot.uuid):
+                raise NotFound("bot_not_found", "no such bot")
+            if not user:
+                raise ProtocolError("missing_field", "'user' is required with 'api_key'")
+            return Session(Identity(bot.tenant_id, "user", user), bot)
+        if session_id is None:
+            raise ProtocolError("missing_field", "'session_id' or 'api_key' is required")
+        if with_defaults(bot.config)["privacy"] != "public":
+            raise Forbidden("forbidden", "this bot is private: authenticate with an API key")
+        return Session(Identity(bot.tenant_id, "session", session_id), bot)
+
+    async def session_for_conversation(
+        self,
+        conversation_id: str,
+        *,
+        session_id: str | None = None,
+        api_key: str | None = None,
+        user: str | None = None,
+    ) -> Session:
+        """Authenticate for an existing conversation's bot (HTTP reads carry no ``bot``)."""
+        conversation = (
+            await self.store.get_conversation(conversation_id) if is_uuid(conversation_id) else None
+        )
+        if conversation is None:
+            raise NotFound("conversation_not_found", "no such conversation")
+        try:
+            return await self.open_session(
+                conversation.bot_uuid, session_id=session_id, api_key=api_key, user=user
+            )
+        except NotFound:
+            raise NotFound("conversation_not_found", "no such conversation") from None
+
+    async def conversation_for(self, session: Session, conversation_id: str) -> Conversation:
+        """The session's conversation with its bot; anything else is not found."""
+        conversation = (
+            await self.store.get_conversation(conversation_id) if is_uuid(conversation_id) else None
+        )
+        if (
+            conversation is None
+            or conversation.tenant_id != session.identity.tenant
+            or conversation.owner != session.identity.key
+            or conversation.bot_uuid != session.bot.uuid
+        ):
+            raise NotFound("conversation_not_found", "no such conversation")
+        return conversation
+
+    # -- messages --------------------------------------------------------------------------
+
+    async def send_message(
+        self,
+        session: Session,
+        content: str,
+        *,
+        client_id: str | None = None,
+        conversation_id: str | None = None,
+        on_accepted: OnAccepted | None = None,
+    ) -> Accepted:
+        """Store a visitor message and queue its run; see the module docstring."""
+        if not content.strip():
+            raise ProtocolError("invalid_field", "'content' must not be empty")
+        if len(content) > self.settings.max_message_chars:
+            raise ProtocolError(
+                "content_too_long",
+                f"'content' is over {self.settings.max_message_chars} characters",
+            )
+        identity = session.identity
+        if client_id is not None:
+            seen = await self.store.find_idempotent(identity.tenant, identity.key, client_id)
+            if seen is not None:
+                return Accepted(seen[0], seen[1], duplicate=True)
+        retry_after = self._message_limit.hit(f"{identity.tenant}:{identity.key}")
+        if retry_after:
+            raise RateLimited(retry_after=retry_after)
+        if conversation_id is not None:
+            await self.conversation_for(session, conversation_id)
+            self.runs.reserve(conversation_id)
+        try:
+            message, created = await self.store.add_user_message(
+                tenant_id=identity.tenant,
+                owner=identity.key,
+                bot_uuid=session.bot.uuid,
+                conversation_id=conversation_id,
+                content=content,
+                client_id=client_id,
+            )
+            if not created:
+                if conversation_id is not None:
+                    self.runs.release(conversation_id)
+                return Accepted(message.conversation_id, message.id, duplicate=True)
+            cid = message.conversation_id
+            if conversation_id is None:
+                self.runs.reserve(cid)  # a new conversation: its queue is empty
+            run_id = new_id()
+            await self.store.create_run(run_id, cid, message.id, self.node_id)
+        except BaseException:
+            if conversation_id is not None:
+                self.runs.release(conversation_id)
+            raise
+        try:
+            state = await self.streams.open(cid)
+            accepted = Accepted(cid, message.id, False, state.epoch, state.last_seq)
+            self.metrics.messages.inc()
+            if on_accepted is not None:
+                await on_accepted(accepted)
+            await self.publish(events.message_created(cid, message.to_wire()))
+        finally:
+            # The message is stored: it is answered even if the sender vanished meanwhile.
+            self.runs.submit(Turn(run_id, cid, session.bot.uuid, message))
+        return accepted
+
+    async def cancel_run(
+        self, session: Session, conversation_id: str, run_id: str | None = None
+    ) -> str:
+        await self.conversation_for(session, conversation_id)
+        return self.runs.cancel(conversation_id, run_id)
+
+    async def typing(self, session: Session, conversation_id: str, on: bool) -> None:
+        await self.conversation_for(session, conversation_id)
+        await self.streams.publish_ephemeral(events.typing(conversation_id, "visitor", on))
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def history(self, session: Session, conversation_id: str) -> History:
+        """Stored messages plus the cursor to resume from (DECISIONS 9).
+
+        ``last_seq`` is read before the messages, so every event up to it is reflected in
+        them; a client applies live events with a greater seq, upserting messages by id.
+        """
+        conversation = await self.conversation_for(session, conversation_id)
+        state = await self.streams.open(conversation_id)
+        active = self.runs.active(conversation_id)
+        active_run = (
+            {"run_id": active.turn.run_id, "content": active.state.text}
+            if active is not None
+            else None
+        )
+        messages = await self.store.list_messages(conversation_id)
+        return History(conversation, messages, state.epoch, state.last_seq, active_run)
+
+    async def subscribe(
+        self,
+        conversation_id: str,
+        sink: Callable[[Frame], None],
+        *,
+        after_seq: int | None = None,
+        epoch: int | None = None,
+        replay_sink: Callable[[Frame], None] | None = None,
+    ) -> Subscription:
+        return await self.streams.subscribe(
+            conversation_id, sink, after_seq=after_seq, epoch=epoch, replay_sink=replay_sink
+        )

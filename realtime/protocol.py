@@ -1,0 +1,244 @@
+"""The visitor WebSocket protocol, sans I/O: client frames in, typed commands out.
+
+:func:`parse_command` turns one text frame into one command, or raises
+:class:`~realtime.errors.ProtocolError` whose ``id`` is the client's ``id`` when it could be
+read, so the error can echo it. Each command type has its own small parser in
+:data:`PARSERS`; nothing is dispatched by munging strings. See ``docs/protocol.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from realtime.errors import ProtocolError
+
+PROTOCOL_VERSION = 1
+MAX_ID_CHARS = 128
+MAX_SESSION_CHARS = 256
+
+ClientId = str | int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    conversation_id: str
+    after_seq: int
+    epoch: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    id: ClientId
+    bot: str
+    session_id: str | None = None
+    api_key: str | None = None
+    user: str | None = None
+    resume: Resume | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSend:
+    id: ClientId
+    content: str
+    conversation_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    id: ClientId
+    conversation_id: str
+    after_seq: int | None = None
+    epoch: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    id: ClientId
+    conversation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunCancel:
+    id: ClientId
+    conversation_id: str
+    run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Typing:
+    id: ClientId
+    conversation_id: str
+    on: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    id: ClientId
+
+
+Command = Hello | MessageSend | Subscribe | Unsubscribe | RunCancel | Typing | Ping
+
+
+def parse_command(data: str, *, max_frame_bytes: int = 65536) -> Command:
+    """Parse one client text frame. Raises ProtocolError (with ``.id`` when known)."""
+    if len(data) * 4 > max_frame_bytes and len(data.encode()) > max_frame_bytes:
+        raise _error("frame_too_large", f"frames are limited to {max_frame_bytes} bytes", None)
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise _error("invalid_json", "the frame is not valid JSON", None) from None
+    if not isinstance(obj, dict):
+        raise _error("invalid_json", "the frame must be a JSON object", None)
+    client_id = obj.get("id")
+    if client_id is not None and not _valid_id(client_id):
+        raise _error(
+            "invalid_field",
+            f"'id' must be a string of 1..{MAX_ID_CHARS} characters or an integer",
+            None,
+        )
+    kind = obj.get("type")
+    if kind is None:
+        raise _error("missing_field", "'type' is required", client_id)
+    parser = PARSERS.get(kind) if isinstance(kind, str) else None
+    if parser is None:
+        raise _error("unknown_type", f"unknown message type {str(kind)[:40]!r}", client_id)
+    try:
+        return parser(obj, client_id)
+    except ProtocolError as exc:
+        exc.id = client_id  # type: ignore[attr-defined]
+        raise
+
+
+def _error(code: str, message: str, client_id: ClientId) -> ProtocolError:
+    exc = ProtocolError(code, message)
+    exc.id = client_id  # type: ignore[attr-defined]
+    return exc
+
+
+def _valid_id(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -(2**53) < value < 2**53
+    return isinstance(value, str) and 0 < len(value) <= MAX_ID_CHARS
+
+
+def _str(obj: dict[str, Any], name: str, *, max_len: int, required: bool = True) -> Any:
+    value = obj.get(name)
+    if value is None:
+        if required:
+            raise ProtocolError("missing_field", f"'{name}' is required")
+        return None
+    if not isinstance(value, str):
+        raise ProtocolError("invalid_field", f"'{name}' must be a string")
+    if not value or len(value) > max_len:
+        raise ProtocolError("invalid_field", f"'{name}' must be 1..{max_len} characters")
+    return value
+
+
+def _seq(obj: dict[str, Any], name: str, *, required: bool) -> Any:
+    value = obj.get(name)
+    if value is None:
+        if required:
+            raise ProtocolError("missing_field", f"'{name}' is required")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**53:
+        raise ProtocolError("invalid_field", f"'{name}' must be a non-negative integer")
+    return value
+
+
+def _hello(obj: dict[str, Any], client_id: ClientId) -> Hello:
+    resume = None
+    raw = obj.get("resume")
+    if raw is not None:
+        if not isinstance(raw, dict):
+            raise ProtocolError("invalid_field", "'resume' must be an object")
+        resume = Resume(
+            conversation_id=_str(raw, "conversation_id", max_len=64),
+            after_seq=_seq(raw, "after_seq", required=True),
+            epoch=_seq(raw, "epoch", required=False),
+        )
+    return Hello(
+        id=client_id,
+        bot=_str(obj, "bot", max_len=120),
+        session_id=_str(obj, "session_id", max_len=MAX_SESSION_CHARS, required=False),
+        api_key=_str(obj, "api_key", max_len=200, required=False),
+        user=_str(obj, "user", max_len=MAX_SESSION_CHARS, required=False),
+        resume=resume,
+    )
+
+
+def _message_send(obj: dict[str, Any], client_id: ClientId) -> MessageSend:
+    content = obj.get("content")
+    if content is None:
+        raise ProtocolError("missing_field", "'content' is required")
+    if not isinstance(content, str):
+        raise ProtocolError("invalid_field", "'content' must be a string")
+    return MessageSend(
+        id=client_id,
+        content=content,
+        conversation_id=_str(obj, "conversation_id", max_len=64, required=False),
+    )
+
+
+def _subscribe(obj: dict[str, Any], client_id: ClientId) -> Subscribe:
+    return Subscribe(
+        id=client_id,
+        conversation_id=_str(obj, "conversation_id", max_len=64),
+        after_seq=_seq(obj, "after_seq", required=False),
+        epoch=_seq(obj, "epoch", required=False),
+    )
+
+
+def _unsubscribe(obj: dict[str, Any], client_id: ClientId) -> Unsubscribe:
+    return Unsubscribe(id=client_id, conversation_id=_str(obj, "conversation_id", max_len=64))
+
+
+def _run_cancel(obj: dict[str, Any], client_id: ClientId) -> RunCancel:
+    return RunCancel(
+        id=client_id,
+        conversation_id=_str(obj, "conversation_id", max_len=64),
+        run_id=_str(obj, "run_id", max_len=64, required=False),
+    )
+
+
+def _typing(obj: dict[str, Any], client_id: ClientId) -> Typing:
+    on = obj.get("on", True)
+    if not isinstance(on, bool):
+        raise ProtocolError("invalid_field", "'on' must be true or false")
+    return Typing(id=client_id, conversation_id=_str(obj, "conversation_id", max_len=64), on=on)
+
+
+def _ping(obj: dict[str, Any], client_id: ClientId) -> Ping:
+    return Ping(id=client_id)
+
+
+PARSERS: dict[str, Callable[[dict[str, Any], ClientId], Command]] = {
+    "hello": _hello,
+    "message.send": _message_send,
+    "subscribe": _subscribe,
+    "unsubscribe": _unsubscribe,
+    "run.cancel": _run_cancel,
+    "typing": _typing,
+    "ping": _ping,
+}
+
+
+def encode(kind: str, client_id: ClientId = None, /, **fields: Any) -> str:
+    """A server frame that is not a stream event (welcome, ack, pong, error)."""
+    body: dict[str, Any] = {"type": kind}
+    if client_id is not None:
+        body["id"] = client_id
+    body.update(fields)
+    return orjson.dumps(body).decode()
+
+
+def error_frame(code: str, message: str, client_id: ClientId = None, **extra: Any) -> str:
+    """``{"type":"error","code","message","id"}``: ``id`` echoes the command's (null if none)."""
+    return orjson.dumps(
+        {"type": "error", "code": code, "message": message, "id": client_id, **extra}
+    ).decode()

@@ -1,0 +1,105 @@
+"""The composition root: build the backends from settings, assemble the app, run it."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import resource
+import sys
+import time
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+
+from realtime.admin import Admin
+from realtime.agent.offline import OfflineProvider
+from realtime.agent.provider import Provider
+from realtime.bootstrap import bootstrap
+from realtime.broker.memory import MemoryBroker
+from realtime.config import Settings
+from realtime.engine import Engine
+from realtime.store import Store
+from realtime.transport.app import asgi_app
+
+log = logging.getLogger("realtime.server")
+
+
+def make_provider(settings: Settings) -> Provider:
+    if settings.llm_configured:
+        from realtime.agent.openai_provider import OpenAIProvider
+
+        return OpenAIProvider(settings)
+    return OfflineProvider()
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The whole server as an ASGI app; backends start and stop with its lifespan."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        store = Store(settings.database_url)
+        result = await bootstrap(store, settings)
+        if result.generated_admin_key:
+            _announce_admin_key(result.generated_admin_key)
+        broker = MemoryBroker(
+            replay_events=settings.replay_events, idle_ttl=settings.replay_idle_ttl
+        )
+        engine = Engine(settings, store, broker, make_provider(settings))
+        await engine.start()
+        app.state.engine = engine
+        app.state.admin = Admin(store)
+        app.state.started = time.monotonic()
+        log.info(
+            "realtime %s ready: provider=%s store=%s",
+            engine.node_id,
+            engine.provider.name,
+            store.dialect,
+        )
+        try:
+            yield
+        finally:
+            await engine.stop()
+            await store.close()
+
+    return asgi_app(lifespan)
+
+
+def _announce_admin_key(key: str) -> None:
+    print(
+        "\n  An admin key was generated for this database. It is shown only once:\n\n"
+        f"    REALTIME_ADMIN_KEY={key}\n\n"
+        "  Use it as 'Authorization: Bearer <key>' on /admin/v1.\n",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def raise_open_file_limit() -> None:
+    """Every connection is a file descriptor: take the hard limit (DECISIONS 25)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    raise_open_file_limit()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        ws="websockets-sansio",
+        ws_max_size=settings.ws_max_size,
+        ws_per_message_deflate=settings.ws_per_message_deflate,
+        lifespan="on",
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.drain_timeout) + 5,
+    )

@@ -1,0 +1,653 @@
+"""Durable records over SQLAlchemy Core (async): SQLite by default.
+
+One :class:`Store` per process. Reads go straight to the pool; writes go through
+:meth:`Store.write`, which on SQLite also takes a process-wide lock, because SQLite has one
+writer and a deferred transaction that upgrades to a write can fail at once rather than
+wait. Dialect-specific SQL (full-text search) lives in :mod:`realtime.store.fulltext`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import secrets
+from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import and_, delete, event, func, insert, or_, select, update
+from sqlalchemy.engine import Connection, Row
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from realtime.store import fulltext
+from realtime.store.records import (
+    ApiKey,
+    Bot,
+    ChunkHit,
+    Conversation,
+    Message,
+    Run,
+    Source,
+    Tenant,
+    utcnow,
+)
+from realtime.store.schema import (
+    api_keys,
+    bots,
+    conversations,
+    idempotency_keys,
+    knowledge_chunks,
+    knowledge_sources,
+    messages,
+    runs,
+    server_settings,
+    tenants,
+)
+from realtime.types import new_id
+
+IDEMPOTENCY_TTL = timedelta(hours=24)
+KEY_PREFIX_LEN = 8
+
+
+def async_url(url: str) -> str:
+    """Map a plain database URL to its async driver: sqlite → aiosqlite, postgresql → asyncpg."""
+    if url.startswith("sqlite:"):
+        return "sqlite+aiosqlite:" + url[len("sqlite:") :]
+    if url.startswith(("postgresql:", "postgres:")):
+        return "postgresql+asyncpg:" + url.split(":", 1)[1]
+    return url
+
+
+def hash_secret(raw: str) -> str:
+    """API keys are long random strings, so one SHA-256 is enough to store them safely."""
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = async_url(url)
+        self.engine: AsyncEngine = create_async_engine(
+            self.url, json_serializer=_json_dumps, json_deserializer=orjson.loads
+        )
+        self.dialect = self.engine.dialect.name
+        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+        if self.dialect == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest migration (idempotent)."""
+        async with self.write() as conn:
+            await conn.run_sync(_run_migrations)
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(select(1))
+
+    @contextlib.asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction (committed on exit, rolled back on error)."""
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            yield conn
+
+    # -- server settings -------------------------------------------------------------------
+
+    async def get_setting(self, key: str) -> str | None:
+        async with self.read() as conn:
+            row = await conn.execute(
+                select(server_settings.c.value).where(server_settings.c.key == key)
+            )
+            return row.scalar_one_or_none()
+
+    async def set_setting(self, key: str, value: str) -> None:
+        async with self.write() as conn:
+            await conn.execute(delete(server_settings).where(server_settings.c.key == key))
+            await conn.execute(insert(server_settings).values(key=key, value=value))
+
+    # -- tenants and keys ------------------------------------------------------------------
+
+    async def create_tenant(self, tenant_id: str, name: str) -> Tenant:
+        tenant = Tenant(tenant_id, name, secrets.token_urlsafe(32), utcnow())
+        async with self.write() as conn:
+            await conn.execute(
+                insert(tenants).values(
+                    id=tenant.id,
+                    name=tenant.name,
+                    signing_secret=tenant.signing_secret,
+                    created_at=tenant.created_at,
+                )
+            )
+        return tenant
+
+    async def get_tenant(self, tenant_id: str) -> Tenant | None:
+        async with self.read() as conn:
+            row = (await conn.execute(select(tenants).where(tenants.c.id == tenant_id))).first()
+        return Tenant(**row._mapping) if row else None
+
+    async def create_api_key(
+        self, tenant_id: str, name: str, scope: str, bot_uuid: str | None = None
+    ) -> tuple[ApiKey, str]:
+        """Create a key; the raw key is returned once and only its hash is stored."""
+        raw = "rtk_" + secrets.token_urlsafe(30)
+        key = ApiKey(
+            new_id(), tenant_id, name, raw[4 : 4 + KEY_PREFIX_LEN], scope, bot_uuid, utcnow()
+        )
+        async with self.write() as conn:
+            await conn.execute(
+                insert(api_keys).values(
+                    id=key.id,
+                    tenant_id=tenant_id,
+                    name=name,
+                    prefix=key.prefix,
+                    key_hash=hash_secret(raw),
+                    scope=scope,
+                    bot_uuid=bot_uuid,
+                    created_at=key.created_at,
+                )
+            )
+        return key, raw
+
+    async def find_api_key(self, raw: str) -> ApiKey | None:
+        """The live key matching ``raw``, or None. Compared in constant time."""
+        if not raw.startswith("rtk_") or len(raw) < 4 + KEY_PREFIX_LEN:
+            return None
+        digest = hash_secret(raw)
+        async with self.read() as conn:
+            rows = await conn.execute(
+                select(api_keys).where(
+                    api_keys.c.prefix == raw[4 : 4 + KEY_PREFIX_LEN],
+                    api_keys.c.revoked_at.is_(None),
+                )
+            )
+            for row in rows:
+                if hmac.compare_digest(row.key_hash, digest):
+                    data = dict(row._mapping)
+                    del data["key_hash"]
+                    return ApiKey(**data)
+        return None
+
+    # -- bots ------------------------------------------------------------------------------
+
+    async def create_bot(self, tenant_id: str, slug: str, config: dict[str, Any]) -> Bot:
+        now = utcnow()
+        bot = Bot(new_id(), tenant_id, slug, config, now, now)
+        async with self.write() as conn:
+            await conn.execute(
+                insert(bots).values(
+                    uuid=bot.uuid,
+                    tenant_id=tenant_id,
+                    slug=slug,
+                    config=config,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        return bot
+
+    async def get_bot(self, tenant_id: str, slug: str) -> Bot | None:
+        return await self._one_bot(and_(bots.c.tenant_id == tenant_id, bots.c.slug == slug))
+
+    async def get_bot_by_uuid(self, bot_uuid: str) -> Bot | None:
+        return await self._one_bot(bots.c.uuid == bot_uuid)
+
+    async def _one_bot(self, where: Any) -> Bot | None:
+        async with self.read() as conn:
+            row = (await conn.execute(select(bots).where(where))).first()
+        return Bot(**row._mapping) if row else None
+
+    async def list_bots(self, tenant_id: str) -> list[Bot]:
+        async with self.read() as conn:
+            rows = await conn.execute(
+                select(bots).where(bots.c.tenant_id == tenant_id).order_by(bots.c.created_at)
+            )
+            return [Bot(**row._mapping) for row in rows]
+
+    async def update_bot(self, bot_uuid: str, config: dict[str, Any]) -> Bot | None:
+        async with self.write() as conn:
+            await conn.execute(
+                update(bots)
+                .where(bots.c.uuid == bot_uuid)
+                .values(config=config, updated_at=utcnow())
+            )
+        return await self.get_bot_by_uuid(bot_uuid)
+
+    async def delete_bot(self, bot_uuid: str) -> bool:
+        async with self.write() as conn:
+            await conn.execute(
+                delete(knowledge_chunks).where(knowledge_chunks.c.bot_uuid == bot_uuid)
+            )
+            await conn.execute(
+                delete(knowledge_sources).where(knowledge_sources.c.bot_uuid == bot_uuid)
+            )
+            result = await conn.execute(delete(bots).where(bots.c.uuid == bot_uuid))
+            return result.rowcount > 0
+
+    # -- conversations ---------------------------------------------------------------------
+
+    async def get_conversation(self, conversation_id: str) -> Conversation | None:
+        async with self.read() as conn:
+            row = (
+                await conn.execute(
+                    select(*_CONVERSATION_COLUMNS).where(conversations.c.id == conversation_id)
+                )
+            ).first()
+        return Conversation(**row._mapping) if row else None
+
+    async def stream_cursor(self, conversation_id: str) -> tuple[int, int]:
+        async with self.read() as conn:
+            row = (
+                await conn.execute(
+                    select(conversations.c.epoch, conversations.c.seq_hwm).where(
+                        conversations.c.id == conversation_id
+                    )
+                )
+            ).first()
+        return (row.epoch, row.seq_hwm) if row else (1, 0)
+
+    async def save_stream_cursor(self, conversation_id: str, epoch: int, seq_hwm: int) -> None:
+        async with self.write() as conn:
+            greatest = func.max if self.dialect == "sqlite" else func.greatest
+            await conn.execute(
+                update(conversations)
+                .where(conversations.c.id == conversation_id)
+                .values(epoch=epoch, seq_hwm=greatest(conversations.c.seq_hwm, seq_hwm))
+            )
+
+    # -- messages --------------------------------------------------------------------------
+
+    async def find_idempotent(
+        self, tenant_id: str, owner: str, client_id: str
+    ) -> tuple[str, str] | None:
+        """(conversation_id, message_id) of a message already sent with this client id."""
+        async with self.read() as conn:
+            row = (
+                await conn.execute(
+                    select(idempotency_keys.c.conversation_id, idempotency_keys.c.message_id).where(
+                        idempotency_keys.c.tenant_id == tenant_id,
+                        idempotency_keys.c.owner == owner,
+                        idempotency_keys.c.client_id == client_id,
+                        idempotency_keys.c.created_at > utcnow() - IDEMPOTENCY_TTL,
+                    )
+                )
+            ).first()
+        return (row.conversation_id, row.message_id) if row else None
+
+    async def add_user_message(
+        self,
+        *,
+        tenant_id: str,
+        owner: str,
+        bot_uuid: str,
+        conversation_id: str | None,
+        content: str,
+        client_id: str | None,
+        meta: dict[str, Any] | None = None,
+    ) -> tuple[Message, bool]:
+        """Store a user message, creating its conversation when ``conversation_id`` is None.
+
+        Returns ``(message, created)``; with a ``client_id`` seen in the last 24 h for this
+        owner, nothing is written and the original message is returned with ``False``.
+        """
+        now = utcnow()
+        meta = dict(meta or {})
+        if client_id is not None:
+            meta["client_id"] = client_id
+        try:
+            async with self.write() as conn:
+                if client_id is not None:
+                    original = await self._idempotent_message(conn, tenant_id, owner, client_id)
+                    if original is not None:
+                        return original, False
+                    await conn.execute(
+                        delete(idempotency_keys).where(
+                            idempotency_keys.c.tenant_id == tenant_id,
+                            idempotency_keys.c.owner == owner,
+                            idempotency_keys.c.client_id == client_id,
+                        )
+                    )
+                if conversation_id is None:
+                    conversation_id = new_id()
+                    await conn.execute(
+                        insert(conversations).values(
+                            id=conversation_id,
+                            tenant_id=tenant_id,
+                            bot_uuid=bot_uuid,
+                            owner=owner,
+                            status="bot",
+                            title=_title_from(content),
+                            epoch=1,
+                            seq_hwm=0,
+                            created_at=now,
+                            updated_at=now,
+                        )
+                    )
+                else:
+                    await conn.execute(
+                        update(conversations)
+                        .where(conversations.c.id == conversation_id)
+                        .values(updated_at=now)
+                    )
+                message = Message(new_id(), conversation_id, "user", content, now, meta=meta)
+                await conn.execute(insert(messages).values(**_message_values(message)))
+                if client_id is not None:
+                    await conn.execute(
+                        insert(idempotency_keys).values(
+                            tenant_id=tenant_id,
+                            owner=owner,
+                            client_id=client_id,
+                            conversation_id=conversation_id,
+                            message_id=message.id,
+                            created_at=now,
+                        )
+                    )
+                return message, True
+        except IntegrityError:
+            # A concurrent duplicate won the race (PostgreSQL): answer with its message.
+            assert client_id is not None
+            async with self.read() as conn:
+                original = await self._idempotent_message(conn, tenant_id, owner, client_id)
+            if original is None:
+                raise
+            return original, False
+
+    async def _idempotent_message(
+        self, conn: AsyncConnection, tenant_id: str, owner: str, client_id: str
+    ) -> Message | None:
+        row = (
+            await conn.execute(
+                select(messages)
+                .join(idempotency_keys, idempotency_keys.c.message_id == messages.c.id)
+                .where(
+                    idempotency_keys.c.tenant_id == tenant_id,
+                    idempotency_keys.c.owner == owner,
+                    idempotency_keys.c.client_id == client_id,
+                    idempotency_keys.c.created_at > utcnow() - IDEMPOTENCY_TTL,
+                )
+            )
+        ).first()
+        return _message(row) if row else None
+
+    async def get_message(self, message_id: str) -> Message | None:
+        async with self.read() as conn:
+            row = (await conn.execute(select(messages).where(messages.c.id == message_id))).first()
+        return _message(row) if row else None
+
+    async def list_messages(
+        self, conversation_id: str, *, limit: int | None = None
+    ) -> list[Message]:
+        """Messages oldest first; with ``limit``, the latest ``limit`` of them."""
+        query = select(messages).where(messages.c.conversation_id == conversation_id)
+        async with self.read() as conn:
+            if limit is None:
+                rows = await conn.execute(query.order_by(messages.c.created_at, messages.c.id))
+                return [_message(row) for row in rows]
+            rows = await conn.execute(
+                query.order_by(messages.c.created_at.desc(), messages.c.id.desc()).limit(limit)
+            )
+            return [_message(row) for row in reversed(rows.all())]
+
+    async def history_for(self, message: Message, limit: int) -> list[Message]:
+        """What the model sees before ``message``: the latest ``limit`` messages of its
+        conversation, without it and without user messages sent after it (they wait for
+        their own runs), oldest first. Answers stored after it (to earlier messages) stay.
+        """
+        async with self.read() as conn:
+            rows = await conn.execute(
+                select(messages)
+                .where(
+                    messages.c.conversation_id == message.conversation_id,
+                    messages.c.id != message.id,
+                    or_(messages.c.role != "user", messages.c.created_at <= message.created_at),
+                )
+                .order_by(messages.c.created_at.desc(), messages.c.id.desc())
+                .limit(limit)
+            )
+            return [_message(row) for row in reversed(rows.all())]
+
+    # -- runs ------------------------------------------------------------------------------
+
+    async def create_run(
+        self, run_id: str, conversation_id: str, message_id: str, node: str
+    ) -> Run:
+        """Record a run as ``queued``: it survives a restart until it has started."""
+        run = Run(run_id, conversation_id, message_id, "queued", utcnow())
+        async with self.write() as conn:
+            await conn.execute(
+                insert(runs).values(
+                    id=run_id,
+                    conversation_id=conversation_id,
+                    message_id=message_id,
+                    status="queued",
+                    node_id=node,
+                    created_at=run.created_at,
+                )
+            )
+        return run
+
+    async def start_run(self, run_id: str, node: str) -> None:
+        async with self.write() as conn:
+            await conn.execute(
+                update(runs).where(runs.c.id == run_id).values(status="running", node_id=node)
+            )
+
+    async def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        message: Message | None = None,
+        usage: dict[str, int] | None = None,
+        error_code: str | None = None,
+        error_message: str | None = None,
+    ) -> None:
+        """End a run, storing its assistant message (if any) in the same transaction."""
+        async with self.write() as conn:
+            if message is not None:
+                await conn.execute(insert(messages).values(**_message_values(message)))
+                await conn.execute(
+                    update(conversations)
+                    .where(conversations.c.id == message.conversation_id)
+                    .values(updated_at=message.created_at)
+                )
+            await conn.execute(
+                update(runs)
+                .where(runs.c.id == run_id)
+                .values(
+                    status=status,
+                    usage=usage,
+                    error_code=error_code,
+                    error_message=error_message,
+                    finished_at=utcnow(),
+                )
+            )
+
+    async def unfinished_runs(self) -> list[Run]:
+        """Runs still ``queued`` or ``running``, oldest first."""
+        query = (
+            select(
+                runs.c.id,
+                runs.c.conversation_id,
+                runs.c.message_id,
+                runs.c.status,
+                runs.c.created_at,
+            )
+            .where(runs.c.status.in_(("queued", "running")))
+            .order_by(runs.c.created_at)
+        )
+        async with self.read() as conn:
+            return [Run(**row._mapping) for row in await conn.execute(query)]
+
+    # -- knowledge -------------------------------------------------------------------------
+
+    async def add_source(
+        self,
+        *,
+        tenant_id: str,
+        bot_uuid: str,
+        title: str,
+        url: str,
+        kind: str,
+        content: str,
+        chunks: Sequence[tuple[str, str, str]],
+    ) -> Source:
+        """Store a source and its chunks, given as (title, url, text) in order."""
+        source = Source(new_id(), tenant_id, bot_uuid, title, url, kind, len(chunks), utcnow())
+        async with self.write() as conn:
+            await conn.execute(
+                insert(knowledge_sources).values(
+                    id=source.id,
+                    tenant_id=tenant_id,
+                    bot_uuid=bot_uuid,
+                    title=title,
+                    url=url,
+                    kind=kind,
+                    content=content,
+                    chunk_count=len(chunks),
+                    created_at=source.created_at,
+                )
+            )
+            if chunks:
+                await conn.execute(
+                    insert(knowledge_chunks),
+                    [
+                        {
+                            "source_id": source.id,
+                            "bot_uuid": bot_uuid,
+                            "ord": i,
+                            "title": c_title,
+                            "url": c_url,
+                            "text": text,
+                        }
+                        for i, (c_title, c_url, text) in enumerate(chunks)
+                    ],
+                )
+        return source
+
+    async def list_sources(self, bot_uuid: str) -> list[Source]:
+        async with self.read() as conn:
+            rows = await conn.execute(
+                select(*_SOURCE_COLUMNS)
+                .where(knowledge_sources.c.bot_uuid == bot_uuid)
+                .order_by(knowledge_sources.c.created_at)
+            )
+            return [Source(**row._mapping) for row in rows]
+
+    async def delete_source(self, bot_uuid: str, source_id: str) -> bool:
+        async with self.write() as conn:
+            found = await conn.execute(
+                select(knowledge_sources.c.id).where(
+                    knowledge_sources.c.id == source_id, knowledge_sources.c.bot_uuid == bot_uuid
+                )
+            )
+            if found.first() is None:
+                return False
+            await conn.execute(
+                delete(knowledge_chunks).where(knowledge_chunks.c.source_id == source_id)
+            )
+            await conn.execute(delete(knowledge_sources).where(knowledge_sources.c.id == source_id))
+            return True
+
+    async def has_knowledge(self, bot_uuid: str) -> bool:
+        async with self.read() as conn:
+            row = await conn.execute(
+                select(knowledge_chunks.c.id)
+                .where(knowledge_chunks.c.bot_uuid == bot_uuid)
+                .limit(1)
+            )
+            return row.first() is not None
+
+    async def search_chunks(self, bot_uuid: str, match: str, limit: int = 20) -> list[ChunkHit]:
+        """Full-text candidates for ``match`` (an expression from ``fts_query``), best first."""
+        if not match:
+            return []
+        async with self.read() as conn:
+            return await fulltext.search(conn, self.dialect, bot_uuid, match, limit)
+
+
+_CONVERSATION_COLUMNS = [
+    conversations.c[name]
+    for name in (
+        "id",
+        "tenant_id",
+        "bot_uuid",
+        "owner",
+        "status",
+        "title",
+        "epoch",
+        "created_at",
+        "updated_at",
+    )
+]
+_SOURCE_COLUMNS = [c for c in knowledge_sources.c if c.name != "content"]
+_MESSAGE_FIELDS = (
+    "id",
+    "conversation_id",
+    "role",
+    "content",
+    "citations",
+    "steps",
+    "usage",
+    "confidence",
+    "run_id",
+    "status",
+    "feedback",
+    "meta",
+    "created_at",
+)
+
+
+def _message(row: Row[Any]) -> Message:
+    data = {name: row._mapping[name] for name in _MESSAGE_FIELDS}
+    data["meta"] = data["meta"] or {}
+    return Message(**data)
+
+
+def _message_values(message: Message) -> dict[str, Any]:
+    return {name: getattr(message, name) for name in _MESSAGE_FIELDS}
+
+
+def _title_from(content: str) -> str:
+    text = " ".join(content.split())
+    return text if len(text) <= 50 else text[:50] + "..."
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    for pragma in (
+        "journal_mode=WAL",
+        "busy_timeout=10000",
+        "foreign_keys=ON",
+        "synchronous=NORMAL",
+    ):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def _run_migrations(connection: Connection) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")

@@ -1,0 +1,1 @@
+"""Transports: the WebSocket endpoints and the server's own HTTP routes (Starlette lives here)."""

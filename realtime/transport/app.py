@@ -1,0 +1,38 @@
+"""The Starlette application: every route of the core server, composed declaratively."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+
+from realtime.transport import admin, http
+from realtime.transport.ws import visitor_endpoint
+
+Lifespan = Any  # Callable[[Starlette], AbstractAsyncContextManager[None]]
+
+
+def core_routes() -> list[BaseRoute]:
+    return [
+        WebSocketRoute("/ws", visitor_endpoint),
+        Route("/health", http.health),
+        Route("/ready", http.ready),
+        Route("/metrics", http.metrics),
+        Route(
+            "/realtime/v1/conversations/{conversation_id}/messages",
+            http.conversation_messages,
+        ),
+        Route("/docs/{name}", http.docs),
+        *admin.routes,
+    ]
+
+
+def asgi_app(lifespan: Lifespan, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
+    """The app over ``lifespan``, which must set ``app.state.engine``, ``.admin``, ``.started``."""
+    return Starlette(routes=[*core_routes(), *extra_routes], lifespan=lifespan)
+
+
+__all__ = ["AbstractAsyncContextManager", "asgi_app", "core_routes"]

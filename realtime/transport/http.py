@@ -1,0 +1,117 @@
+"""Small HTTP routes: health, readiness, metrics, history reload and the demo docs.
+
+Errors of our own API are ``{"error": {"code": ..., "message": ...}}`` with the status of
+the error's class (``realtime.errors``); :func:`error_response` is the one place that
+writes them.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from realtime.engine import Engine
+from realtime.errors import NotFound, ProtocolError, RateLimited, RealtimeError
+
+VERSION = "0.1.0"
+
+
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(exc: RealtimeError) -> JSON:
+    headers = {}
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    return JSON({"error": exc.to_dict()}, status_code=exc.status, headers=headers)
+
+
+def bearer(request: Request) -> str | None:
+    """The key of ``Authorization: Bearer <key>`` or ``x-api-key``."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.headers.get("x-api-key") or None
+
+
+async def health(request: Request) -> Response:
+    engine: Engine = request.app.state.engine
+    return JSON(
+        {
+            "status": "ok",
+            "version": VERSION,
+            "node": engine.node_id,
+            "uptime_seconds": round(time.monotonic() - request.app.state.started, 1),
+            "runs_active": engine.runs.busy(),
+        }
+    )
+
+
+async def ready(request: Request) -> Response:
+    engine: Engine = request.app.state.engine
+    checks: dict[str, str] = {}
+    try:
+        await engine.store.ping()
+        checks["store"] = "ok"
+    except Exception as exc:  # readiness reports, it does not crash
+        checks["store"] = f"error: {type(exc).__name__}"
+    checks["broker"] = "ok" if engine.broker.healthy() else "unavailable"
+    ok = all(v == "ok" for v in checks.values())
+    return JSON(
+        {"status": "ready" if ok else "unavailable", "checks": checks},
+        status_code=200 if ok else 503,
+    )
+
+
+async def metrics(request: Request) -> Response:
+    engine: Engine = request.app.state.engine
+    return Response(engine.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def conversation_messages(request: Request) -> Response:
+    """``GET /realtime/v1/conversations/{id}/messages``: history and the resume cursor.
+
+    Authenticated like ``hello``: ``?session_id=`` for public bots, or an API key
+    (``Authorization: Bearer`` / ``x-api-key``) with ``?user=``.
+    """
+    engine: Engine = request.app.state.engine
+    conversation_id = request.path_params["conversation_id"]
+    params = request.query_params
+    try:
+        key = bearer(request)
+        if key is None and not params.get("session_id"):
+            raise ProtocolError("missing_field", "'session_id' or an API key is required")
+        session = await engine.session_for_conversation(
+            conversation_id,
+            session_id=params.get("session_id"),
+            api_key=key,
+            user=params.get("user"),
+        )
+        history = await engine.history(session, conversation_id)
+    except RealtimeError as exc:
+        return error_response(exc)
+    return JSON(history.to_wire())
+
+
+async def docs(request: Request) -> Response:
+    """The demo bot's documents, so its citation links resolve."""
+    engine: Engine = request.app.state.engine
+    name = request.path_params["name"]
+    root = Path(engine.settings.demo_docs)
+    path = root / name
+    if Path(name).name != name or not path.is_file() or path.suffix not in (".md", ".txt"):
+        return error_response(NotFound("not_found", "no such document"))
+    return PlainTextResponse(
+        path.read_text(encoding="utf-8"), media_type="text/markdown; charset=utf-8"
+    )
