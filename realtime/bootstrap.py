@@ -1,15 +1,15 @@
 """First start on an empty database: the default tenant, an admin key and the `demo` bot.
 
 The demo bot is public and its knowledge sources are this project's own documents
-(``REALTIME_DEMO_DOCS``, the repository's ``docs/`` by default), served under ``/docs/`` so
-its citation links work. Every step is idempotent: a later start changes nothing.
+(``REALTIME_DEMO_DOCS``: the repository's ``docs/`` and ``README.md`` by default), served
+under ``/docs/`` so its citation links work. Every step is idempotent: a later start changes
+nothing.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 from realtime.admin import Admin
 from realtime.bots import validate_settings
@@ -52,7 +52,7 @@ async def bootstrap(store: Store, settings: Settings) -> Bootstrap:
         bot = await store.create_bot(
             DEFAULT_TENANT, DEMO_BOT, validate_settings(DEMO_SETTINGS, partial=False)
         )
-        for path in demo_documents(settings):
+        for path in settings.demo_paths:
             await add_source(
                 store,
                 tenant_id=DEFAULT_TENANT,
@@ -62,13 +62,9 @@ async def bootstrap(store: Store, settings: Settings) -> Bootstrap:
                 url=f"/docs/{path.name}",
             )
             sources += 1
+        if not sources:
+            log.warning(
+                "no demo documents found in %s: the demo bot knows nothing", settings.demo_docs
+            )
         log.info("created the demo bot with %d sources", sources)
     return Bootstrap(generated, sources)
-
-
-def demo_documents(settings: Settings) -> list[Path]:
-    root = Path(settings.demo_docs)
-    if not root.is_dir():
-        log.warning("no demo documents at %s; the demo bot will know nothing", root)
-        return []
-    return sorted(p for p in root.iterdir() if p.suffix.lower() in (".md", ".markdown", ".txt"))

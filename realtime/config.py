@@ -12,7 +12,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-_REPO_DOCS = Path(__file__).resolve().parent.parent / "docs"
+_REPO = Path(__file__).resolve().parent.parent
+_REPO_DOCS = os.pathsep.join((str(_REPO / "docs"), str(_REPO / "README.md")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +52,23 @@ class Settings:
     replay_events: int = 4096  # REALTIME_REPLAY_EVENTS: events kept per conversation
     replay_idle_ttl: float = 3600.0  # REALTIME_REPLAY_IDLE_TTL: idle logs are dropped after
     # knowledge
-    demo_docs: str = str(_REPO_DOCS)  # REALTIME_DEMO_DOCS: sources of the `demo` bot
+    demo_docs: str = _REPO_DOCS  # REALTIME_DEMO_DOCS: files and folders (os.pathsep-separated)
     citation_threshold: float = 0.3  # REALTIME_CITATION_THRESHOLD: default of bots
     # shutdown
     drain_timeout: float = 10.0  # REALTIME_DRAIN_TIMEOUT: runs get this long to finish
     extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def demo_paths(self) -> list[Path]:
+        """The demo bot's documents: the files named, and the .md/.txt files of folders named."""
+        found: list[Path] = []
+        for entry in filter(None, self.demo_docs.split(os.pathsep)):
+            path = Path(entry)
+            if path.is_dir():
+                found += sorted(p for p in path.iterdir() if p.suffix.lower() in (".md", ".txt"))
+            elif path.is_file():
+                found.append(path)
+        return found
 
     @property
     def llm_configured(self) -> bool:

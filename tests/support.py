@@ -39,7 +39,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     base = Settings(
         database_url=f"sqlite:///{tmp_path / 'realtime.db'}",
         admin_key=ADMIN_KEY,
-        demo_docs=str(REPO / "docs"),
+        demo_docs=os.pathsep.join((str(REPO / "docs"), str(REPO / "README.md"))),
         provider="offline",
         llm_max_retries=0,
         drain_timeout=2.0,

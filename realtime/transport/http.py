@@ -8,7 +8,6 @@ writes them.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -108,9 +107,8 @@ async def docs(request: Request) -> Response:
     """The demo bot's documents, so its citation links resolve."""
     engine: Engine = request.app.state.engine
     name = request.path_params["name"]
-    root = Path(engine.settings.demo_docs)
-    path = root / name
-    if Path(name).name != name or not path.is_file() or path.suffix not in (".md", ".txt"):
+    path = next((p for p in engine.settings.demo_paths if p.name == name), None)
+    if path is None:
         return error_response(NotFound("not_found", "no such document"))
     return PlainTextResponse(
         path.read_text(encoding="utf-8"), media_type="text/markdown; charset=utf-8"
