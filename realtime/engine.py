@@ -252,12 +252,14 @@ class Engine:
             seen = await self.store.find_idempotent(identity.tenant, identity.key, client_id)
             if seen is not None:
                 return Accepted(seen[0], seen[1], duplicate=True)
+        self.runs.check_accepting()
         retry_after = self._message_limit.hit(f"{identity.tenant}:{identity.key}")
         if retry_after:
             raise RateLimited(retry_after=retry_after)
         if conversation_id is not None:
             await self.conversation_for(session, conversation_id)
             self.runs.reserve(conversation_id)
+        run_id = new_id()
         try:
             message, created = await self.store.add_user_message(
                 tenant_id=identity.tenant,
@@ -266,20 +268,19 @@ class Engine:
                 conversation_id=conversation_id,
                 content=content,
                 client_id=client_id,
+                run_id=run_id,
+                node=self.node_id,
             )
-            if not created:
-                if conversation_id is not None:
-                    self.runs.release(conversation_id)
-                return Accepted(message.conversation_id, message.id, duplicate=True)
-            cid = message.conversation_id
-            if conversation_id is None:
-                self.runs.reserve(cid)  # a new conversation: its queue is empty
-            run_id = new_id()
-            await self.store.create_run(run_id, cid, message.id, self.node_id)
         except BaseException:
             if conversation_id is not None:
                 self.runs.release(conversation_id)
             raise
+        if not created:
+            if conversation_id is not None:
+                self.runs.release(conversation_id)
+            return Accepted(message.conversation_id, message.id, duplicate=True)
+        cid = message.conversation_id
+        turn = Turn(run_id, cid, session.bot.uuid, message)
         try:
             state = await self.streams.open(cid)
             accepted = Accepted(cid, message.id, False, state.epoch, state.last_seq)
@@ -288,8 +289,8 @@ class Engine:
                 await on_accepted(accepted)
             await self.publish(events.message_created(cid, message.to_wire()))
         finally:
-            # The message is stored: it is answered even if the sender vanished meanwhile.
-            self.runs.submit(Turn(run_id, cid, session.bot.uuid, message))
+            # The message and its run are stored: it is answered even if the sender vanished.
+            self.runs.submit(turn, reserved=conversation_id is not None)
         return accepted
 
     async def cancel_run(

@@ -83,10 +83,15 @@ class RunManager:
 
     # -- queueing --------------------------------------------------------------------------
 
+    def check_accepting(self) -> None:
+        if not self._accepting:
+            raise Conflict(
+                "shutting_down", "the server is shutting down; reconnect shortly", retryable=True
+            )
+
     def reserve(self, conversation_id: str) -> None:
         """Promise a place in the queue before storing a message; raises ``queue_full``."""
-        if not self._accepting:
-            raise Conflict("shutting_down", "the server is shutting down; reconnect shortly")
+        self.check_accepting()
         actor = self._actors.get(conversation_id)
         if actor is None:
             actor = self._actors[conversation_id] = _Actor()

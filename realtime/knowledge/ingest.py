@@ -44,7 +44,7 @@ async def add_source(
         raise ProtocolError("invalid_field", "content must not be empty")
     if len(content) > MAX_SOURCE_CHARS:
         raise ProtocolError("invalid_field", f"content is over {MAX_SOURCE_CHARS} characters")
-    source_kind: SourceKind = kind  # type: ignore[assignment]
+    source_kind: SourceKind = kind
     doc_title = title or document_title(content, source_kind, fallback=url or "Untitled")
     chunks = chunk_document(content, source_kind, title=doc_title)
     rows = [

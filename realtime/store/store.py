@@ -301,9 +301,12 @@ class Store:
         conversation_id: str | None,
         content: str,
         client_id: str | None,
+        run_id: str | None = None,
+        node: str | None = None,
         meta: dict[str, Any] | None = None,
     ) -> tuple[Message, bool]:
-        """Store a user message, creating its conversation when ``conversation_id`` is None.
+        """Store a user message, creating its conversation when ``conversation_id`` is None,
+        and (with ``run_id``) the ``queued`` run that will answer it, in one transaction.
 
         Returns ``(message, created)``; with a ``client_id`` seen in the last 24 h for this
         owner, nothing is written and the original message is returned with ``False``.
@@ -349,6 +352,17 @@ class Store:
                     )
                 message = Message(new_id(), conversation_id, "user", content, now, meta=meta)
                 await conn.execute(insert(messages).values(**_message_values(message)))
+                if run_id is not None:
+                    await conn.execute(
+                        insert(runs).values(
+                            id=run_id,
+                            conversation_id=conversation_id,
+                            message_id=message.id,
+                            status="queued",
+                            node_id=node,
+                            created_at=now,
+                        )
+                    )
                 if client_id is not None:
                     await conn.execute(
                         insert(idempotency_keys).values(
@@ -425,24 +439,6 @@ class Store:
             return [_message(row) for row in reversed(rows.all())]
 
     # -- runs ------------------------------------------------------------------------------
-
-    async def create_run(
-        self, run_id: str, conversation_id: str, message_id: str, node: str
-    ) -> Run:
-        """Record a run as ``queued``: it survives a restart until it has started."""
-        run = Run(run_id, conversation_id, message_id, "queued", utcnow())
-        async with self.write() as conn:
-            await conn.execute(
-                insert(runs).values(
-                    id=run_id,
-                    conversation_id=conversation_id,
-                    message_id=message_id,
-                    status="queued",
-                    node_id=node,
-                    created_at=run.created_at,
-                )
-            )
-        return run
 
     async def start_run(self, run_id: str, node: str) -> None:
         async with self.write() as conn:

@@ -81,9 +81,10 @@ class VisitorConnection:
     # -- reading ---------------------------------------------------------------------------
 
     async def _read_forever(self) -> None:
+        hello_deadline = anyio.current_time() + self.settings.hello_timeout
         while True:
             if self.session is None:
-                with anyio.move_on_after(self.settings.hello_timeout) as scope:
+                with anyio.move_on_after(hello_deadline - anyio.current_time()) as scope:
                     message = await self.ws.receive()
                 if scope.cancelled_caught:
                     await self._close(CLOSE_HELLO_TIMEOUT, "hello_timeout")
@@ -200,6 +201,9 @@ class VisitorConnection:
         }
 
     async def _message_send(self, session: Session, command: MessageSend) -> None:
+        if command.conversation_id not in self.subs:
+            self._check_subscription_room()
+
         async def on_accepted(accepted: Accepted) -> None:
             def ack() -> None:
                 self._send("ack", command.id, **accepted.to_wire())
@@ -232,11 +236,7 @@ class VisitorConnection:
             self.subs.pop(conversation_id).close()
         else:
             await self.engine.conversation_for(self.session, conversation_id)
-            if len(self.subs) >= self.settings.max_subscriptions:
-                raise RealtimeError(
-                    "too_many_subscriptions",
-                    f"at most {self.settings.max_subscriptions} conversations per connection",
-                )
+            self._check_subscription_room()
         if before is not None:
             before()
         self.subs[conversation_id] = await self.engine.subscribe(
@@ -246,6 +246,13 @@ class VisitorConnection:
             epoch=epoch,
             replay_sink=self._on_replayed,
         )
+
+    def _check_subscription_room(self) -> None:
+        if len(self.subs) >= self.settings.max_subscriptions:
+            raise RealtimeError(
+                "too_many_subscriptions",
+                f"at most {self.settings.max_subscriptions} conversations per connection",
+            )
 
     # -- writing ---------------------------------------------------------------------------
 

@@ -103,8 +103,12 @@ async def test_interrupted_run_fails_and_queued_run_survives_a_restart(
                     break
                 await asyncio.sleep(0.05 * UNIT)
     roles = [(m["role"], m.get("status")) for m in history["messages"]]
-    assert roles == [("user", None), ("user", None), ("assistant", "failed"),
-                     ("assistant", "completed")], roles
+    assert roles == [
+        ("user", None),
+        ("user", None),
+        ("assistant", "failed"),
+        ("assistant", "completed"),
+    ], roles
     interrupted, answered = history["messages"][2], history["messages"][3]
     assert slow.startswith(interrupted["content"]) and interrupted["content"]
     assert answered["content"] == "second answer"
@@ -136,14 +140,16 @@ async def test_run_events_reach_every_subscriber_once(tmp_path: Path) -> None:
             await b.hello(session_id="same")
             await a.send(type="message.send", id="x", content="What is an epoch?")
             ack = await a.recv()
-            await b.send(type="subscribe", id="s", conversation_id=ack["conversation_id"],
-                         after_seq=0)
+            await b.send(
+                type="subscribe", id="s", conversation_id=ack["conversation_id"], after_seq=0
+            )
             frames_a = [ack] + await a.recv_until(*TERMINAL)
             frames_b = (await b.recv_until(*TERMINAL))[1:]
     seqs_a = [f["seq"] for f in frames_a if "seq" in f]
     seqs_b = [f["seq"] for f in frames_b if "seq" in f]
     assert seqs_b[0] == 1 and seqs_b == sorted(set(seqs_b))
-    assert only(frames_a, "run.completed")[0]["message"] == only(frames_b, "run.completed")[0][
-        "message"
-    ]
+    assert (
+        only(frames_a, "run.completed")[0]["message"]
+        == only(frames_b, "run.completed")[0]["message"]
+    )
     assert max(seqs_a) == max(seqs_b)

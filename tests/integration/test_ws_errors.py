@@ -246,3 +246,50 @@ async def test_client_that_stops_reading_is_closed_4008_and_can_resume(
             )
             rest = await client.recv_until("run.completed", wait=30)
     assert text_of(seen) + text_of(rest) == words
+
+
+async def test_subscription_limit_refuses_before_storing(tmp_path: Path) -> None:
+    async with run_server(make_settings(tmp_path, max_subscriptions=2)) as server:
+        async with ws_client(server) as client:
+            await client.hello()
+            for n in range(2):
+                frames = await client.ask(f"question {n}", id=f"q{n}")
+                assert frames[-1]["type"] == "run.completed"
+            await client.send(type="message.send", id="q2", content="one too many")
+            error = await client.recv()
+            await client.send(type="ping", id="p")
+            assert await client.recv() == {"type": "pong", "id": "p"}
+        assert (error["code"], error["id"]) == ("too_many_subscriptions", "q2")
+        assert await count_rows(server, "conversations") == 2
+        assert await count_rows(server, "messages") == 4
+
+
+async def test_hello_deadline_is_not_reset_by_other_frames(tmp_path: Path) -> None:
+    async with run_server(make_settings(tmp_path, hello_timeout=0.5)) as server:
+        async with ws_client(server) as client:
+            with pytest.raises(ConnectionClosed) as closed:
+                for _ in range(20):
+                    await client.send(type="ping")
+                    assert (await client.recv())["type"] == "pong"
+                    await asyncio.sleep(0.1)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4001
+
+
+async def test_typing_reaches_other_listeners_without_seq(server: RunningServer) -> None:
+    async with ws_client(server) as client:
+        await client.hello()
+        frames = await client.ask("What is an epoch?")
+        cid = frames[0]["conversation_id"]
+        received = []
+        sub = await server.engine.subscribe(cid, received.append)
+        try:
+            await client.send(type="typing", id="t", conversation_id=cid, on=True)
+            assert await client.recv() == {"type": "ack", "id": "t"}
+            await client.send(type="ping", id="p")  # the visitor does not get its own typing
+            assert await client.recv() == {"type": "pong", "id": "p"}
+        finally:
+            sub.close()
+    assert len(received) == 1
+    typing = orjson.loads(received[0].text)
+    assert received[0].seq == 0 and "seq" not in typing
+    assert (typing["type"], typing["who"], typing["on"]) == ("typing", "visitor", True)
