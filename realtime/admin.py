@@ -57,7 +57,7 @@ class Admin:
             tenant_id = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "tenant"
             if await self.store.get_tenant(tenant_id) is not None:
                 tenant_id = f"{tenant_id}-{secrets.token_hex(3)}"
-        elif not isinstance(tenant_id, str) or not _TENANT_RE.match(tenant_id):
+        elif not isinstance(tenant_id, str) or not _TENANT_RE.fullmatch(tenant_id):
             raise ProtocolError("invalid_field", "'id' must be 2..63 of a-z 0-9 _ - (lowercase)")
         if await self.store.get_tenant(tenant_id) is not None:
             raise Conflict("tenant_exists", f"tenant {tenant_id!r} already exists")

@@ -155,7 +155,7 @@ def with_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def check_slug(slug: Any) -> str:
-    if not isinstance(slug, str) or not SLUG_RE.match(slug):
+    if not isinstance(slug, str) or not SLUG_RE.fullmatch(slug):
         raise ProtocolError("invalid_field", "bot_id must be 3-50 characters of A-Z a-z 0-9 _ -")
     return slug
 

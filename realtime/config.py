@@ -87,10 +87,12 @@ class Settings:
         """
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
+        read: set[str] = set()
         for f in fields(cls):
             if f.name == "extra":
                 continue
             name = f.name.upper() if f.name.startswith("openai_") else f"REALTIME_{f.name.upper()}"
+            read.add(name)
             if name not in env:
                 continue
             raw = env[name]
@@ -106,9 +108,8 @@ class Settings:
                     values[f.name] = raw
             except ValueError as exc:
                 raise ValueError(f"{name}={raw!r}: {exc}") from None
-        known = {f"REALTIME_{f.name.upper()}" for f in fields(cls)}
         values["extra"] = {
-            k: v for k, v in env.items() if k.startswith("REALTIME_") and k not in known
+            k: v for k, v in env.items() if k.startswith("REALTIME_") and k not in read
         }
         settings = cls(**values)
         return replace(settings, **overrides) if overrides else settings

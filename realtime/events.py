@@ -73,8 +73,14 @@ def make(type: str, conversation_id: str, /, **fields: Any) -> Event:
 
 
 def frame_text(event_type: str, body: bytes, seq: int) -> str:
-    """Splice ``"seq":N`` into an encoded event right after its ``type``."""
+    """Splice ``"seq":N`` into an encoded event right after its ``type``.
+
+    ``body`` starts with ``{"type":"<type>"`` (event types are plain ASCII), as every
+    constructor here writes it.
+    """
     cut = len(event_type) + 11  # len('{"type":"') + len(type) + len('",')
+    if body[cut - 1 : cut] != b",":  # nothing after the type
+        return (body[:-1] + b',"seq":' + str(seq).encode() + b"}").decode()
     return (body[:cut] + b'"seq":' + str(seq).encode() + b"," + body[cut:]).decode()
 
 

@@ -85,7 +85,10 @@ Command = Hello | MessageSend | Subscribe | Unsubscribe | RunCancel | Typing | P
 
 def parse_command(data: str, *, max_frame_bytes: int = 65536) -> Command:
     """Parse one client text frame. Raises ProtocolError (with ``.id`` when known)."""
-    if len(data) * 4 > max_frame_bytes and len(data.encode()) > max_frame_bytes:
+    if (
+        len(data) * 4 > max_frame_bytes
+        and len(data.encode("utf-8", "surrogatepass")) > max_frame_bytes
+    ):
         raise _error("frame_too_large", f"frames are limited to {max_frame_bytes} bytes", None)
     try:
         obj = orjson.loads(data)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -7,6 +8,17 @@ import pytest
 
 from realtime.testing import FakeOpenAI
 from tests.support import RunningServer, make_settings, run_server
+
+# When a Hypothesis test fails, its pytest plugin imports libcst to write a patch with the
+# failing example; libcst's import emits a DeprecationWarning (from mypy_extensions), which
+# ``filterwarnings = ["error"]`` turns into an INTERNALERROR that hides the real failure.
+# Importing it once here, with that warning silenced, keeps failure reports readable.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    try:
+        import libcst  # noqa: F401
+    except ImportError:  # libcst is optional
+        pass
 
 
 @pytest.fixture

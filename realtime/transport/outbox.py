@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from typing import NamedTuple
 
 import orjson
 
@@ -20,13 +21,12 @@ from realtime.events import RUN_TOKEN
 
 
 class Outbox:
-    __slots__ = ("max_chars", "_items", "_size", "_replayed", "_ready", "overflowed", "closed")
+    __slots__ = ("max_chars", "_items", "_live", "_ready", "overflowed", "closed")
 
     def __init__(self, max_chars: int) -> None:
         self.max_chars = max_chars
-        self._items: deque[tuple[str, str]] = deque()  # (type, text)
-        self._size = 0
-        self._replayed = 0  # chars of replayed frames: bounded by the log, not by us
+        self._items: deque[_Item] = deque()
+        self._live = 0  # chars of queued frames that count against the bound
         self._ready = asyncio.Event()
         self.overflowed = False
         self.closed = False
@@ -36,27 +36,27 @@ class Outbox:
 
     @property
     def size(self) -> int:
-        return self._size
+        """Characters queued that count against the bound (replayed frames do not)."""
+        return self._live
 
     def put(self, kind: str, text: str, *, replay: bool = False) -> bool:
         """Queue a frame; False when the outbox is closed or has just overflowed.
 
         Replayed frames (a resume's backlog, already held by the replay log) do not count
-        against the bound, so a resume never overflows a connection by itself.
+        against the bound, so a resume never overflows a connection by itself. The bound is
+        in characters, which is bytes for the ASCII that most frames are.
         """
         if self.closed or self.overflowed:
             return False
-        self._items.append((kind, text))
-        self._size += len(text)
-        if replay:
-            self._replayed += len(text)
-        elif self._size - self._replayed > self.max_chars:
-            self._compact()
-            self._replayed = min(self._replayed, self._size)
-            if self._size - self._replayed > self.max_chars:
-                self.overflowed = True
-                self._ready.set()
-                return False
+        self._items.append(_Item(kind, text, replay))
+        if not replay:
+            self._live += len(text)
+            if self._live > self.max_chars:
+                self._compact()
+                if self._live > self.max_chars:
+                    self.overflowed = True
+                    self._ready.set()
+                    return False
         self._ready.set()
         return True
 
@@ -69,24 +69,28 @@ class Outbox:
         self._ready.clear()
         if len(self._items) > 1:
             self._compact()
-        texts = [text for _, text in self._items]
+        texts = [item.text for item in self._items]
         self._items.clear()
-        self._size = self._replayed = 0
+        self._live = 0
         return texts
 
     def close(self) -> None:
         self.closed = True
         self._items.clear()
-        self._size = self._replayed = 0
+        self._live = 0
         self._ready.set()
 
     def _compact(self) -> None:
-        merged: deque[tuple[str, str]] = deque()
+        """Merge each unbroken run of token frames of one run into one frame.
+
+        A merged frame counts against the bound unless every frame in it was replayed.
+        """
+        merged: deque[_Item] = deque()
         pending: dict[str, object] | None = None  # the token frame being extended
-        size = 0
-        for kind, text in self._items:
-            if kind == RUN_TOKEN:
-                token = orjson.loads(text)
+        pending_replay = True
+        for item in self._items:
+            if item.kind == RUN_TOKEN:
+                token = orjson.loads(item.text)
                 if (
                     pending is not None
                     and pending["run_id"] == token["run_id"]
@@ -95,23 +99,27 @@ class Outbox:
                     pending["delta"] = str(pending["delta"]) + token["delta"]
                     pending["seq"] = token["seq"]
                     pending["ts"] = token["ts"]
+                    pending_replay = pending_replay and item.replay
                     continue
                 if pending is not None:
-                    size += _append_token(merged, pending)
-                pending = token
+                    merged.append(_token_item(pending, pending_replay))
+                pending, pending_replay = token, item.replay
                 continue
             if pending is not None:
-                size += _append_token(merged, pending)
+                merged.append(_token_item(pending, pending_replay))
                 pending = None
-            merged.append((kind, text))
-            size += len(text)
+            merged.append(item)
         if pending is not None:
-            size += _append_token(merged, pending)
+            merged.append(_token_item(pending, pending_replay))
         self._items = merged
-        self._size = size
+        self._live = sum(len(item.text) for item in merged if not item.replay)
 
 
-def _append_token(items: deque[tuple[str, str]], token: dict[str, object]) -> int:
-    text = orjson.dumps(token).decode()
-    items.append((RUN_TOKEN, text))
-    return len(text)
+class _Item(NamedTuple):
+    kind: str
+    text: str
+    replay: bool
+
+
+def _token_item(token: dict[str, object], replay: bool) -> _Item:
+    return _Item(RUN_TOKEN, orjson.dumps(token).decode(), replay)
