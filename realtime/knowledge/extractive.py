@@ -21,6 +21,8 @@ _PASSAGE_BONUS = 0.1
 _FIRST_SENTENCE_BONUS = 0.05
 _SHORT_PENALTY = 0.1  # fragments of fewer than 4 words ("Shipping", "Step 2")
 _LONG_PENALTY = 0.1  # run-on "sentences" over 400 characters
+_CODE_PENALTY = 0.3  # lines of JSON or code: they rarely answer a question by themselves
+_CODE_CHARS = frozenset('{}[]"=<>|`;')
 _MAX_TITLE = 100
 
 
@@ -65,6 +67,8 @@ def _candidates(terms: list[str], index: int, passage: Passage) -> list[_Candida
             score -= _SHORT_PENALTY
         if len(sentence) > 400:
             score -= _LONG_PENALTY
+        if sum(ch in _CODE_CHARS for ch in sentence) > 0.08 * len(sentence):
+            score -= _CODE_PENALTY
         out.append(_Candidate(score, index, position, sentence))
     return out
 

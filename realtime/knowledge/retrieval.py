@@ -2,8 +2,9 @@
 
 The store ranks candidates with its own engine (SQLite FTS5's bm25); bm25 is unbounded and
 not comparable across queries, so each candidate is rescored by how much of the question
-it covers (:func:`coverage`, 0..1), with the engine's order breaking ties. The top score is
-the answer's ``confidence`` (DECISIONS 14).
+it covers (:func:`coverage`, 0..1), scaled by its bm25 relative to the best candidate's
+(a quarter of the weight), which orders passages that cover the question equally. The top
+score is the answer's ``confidence`` (DECISIONS 14).
 """
 
 from __future__ import annotations
@@ -31,8 +32,13 @@ class Retriever:
             return []
         hits = await self._store.search_chunks(bot_uuid, match, self._candidates)
         terms = query_terms(question)
+        best = hits[0].rank if hits else 0.0
         scored = [
-            (coverage(terms, f"{hit.title}\n{hit.text}"), -position, hit)
+            (
+                coverage(terms, f"{hit.title}\n{hit.text}") * (0.75 + 0.25 * _relative(hit, best)),
+                -position,
+                hit,
+            )
             for position, hit in enumerate(hits)
         ]
         scored.sort(key=lambda item: (item[0], item[1]), reverse=True)
@@ -47,3 +53,10 @@ class Retriever:
             for score, _, hit in scored[:k]
             if score > 0
         ]
+
+
+def _relative(hit: ChunkHit, best: float) -> float:
+    """The hit's bm25 as a fraction of the best one's (FTS5's bm25 is negative, lower wins)."""
+    if best >= 0 or hit.rank >= 0:
+        return 1.0
+    return min(1.0, hit.rank / best)
