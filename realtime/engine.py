@@ -34,7 +34,7 @@ from realtime.limits import RateLimiter
 from realtime.metrics import Metrics
 from realtime.runs import RunManager, Turn
 from realtime.store import Bot, Conversation, Message, Store
-from realtime.streams import Streams, Subscription
+from realtime.streams import Streams
 from realtime.types import Identity, is_uuid, new_id
 
 log = logging.getLogger("realtime.engine")
@@ -131,6 +131,8 @@ class Engine:
             node_id=self.node_id,
         )
         self._message_limit = RateLimiter(settings.messages_per_minute, 60.0)
+        # Transports follow conversations through the streams (gapless, see streams.py).
+        self.subscribe = self.streams.subscribe
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -202,11 +204,7 @@ class Engine:
         user: str | None = None,
     ) -> Session:
         """Authenticate for an existing conversation's bot (HTTP reads carry no ``bot``)."""
-        conversation = (
-            await self.store.get_conversation(conversation_id) if is_uuid(conversation_id) else None
-        )
-        if conversation is None:
-            raise NotFound("conversation_not_found", "no such conversation")
+        conversation = await self._conversation(conversation_id)
         try:
             return await self.open_session(
                 conversation.bot_uuid, session_id=session_id, api_key=api_key, user=user
@@ -216,15 +214,20 @@ class Engine:
 
     async def conversation_for(self, session: Session, conversation_id: str) -> Conversation:
         """The session's conversation with its bot; anything else is not found."""
-        conversation = (
-            await self.store.get_conversation(conversation_id) if is_uuid(conversation_id) else None
-        )
+        conversation = await self._conversation(conversation_id)
         if (
-            conversation is None
-            or conversation.tenant_id != session.identity.tenant
+            conversation.tenant_id != session.identity.tenant
             or conversation.owner != session.identity.key
             or conversation.bot_uuid != session.bot.uuid
         ):
+            raise NotFound("conversation_not_found", "no such conversation")
+        return conversation
+
+    async def _conversation(self, conversation_id: str) -> Conversation:
+        conversation = (
+            await self.store.get_conversation(conversation_id) if is_uuid(conversation_id) else None
+        )
+        if conversation is None:
             raise NotFound("conversation_not_found", "no such conversation")
         return conversation
 
@@ -321,16 +324,3 @@ class Engine:
         )
         messages = await self.store.list_messages(conversation_id)
         return History(conversation, messages, state.epoch, state.last_seq, active_run)
-
-    async def subscribe(
-        self,
-        conversation_id: str,
-        sink: Callable[[Frame], None],
-        *,
-        after_seq: int | None = None,
-        epoch: int | None = None,
-        replay_sink: Callable[[Frame], None] | None = None,
-    ) -> Subscription:
-        return await self.streams.subscribe(
-            conversation_id, sink, after_seq=after_seq, epoch=epoch, replay_sink=replay_sink
-        )

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from realtime.testing import FakeOpenAI
-from tests.support import RunningServer, make_settings, run_server
+from tests.support import RunningServer, llm_settings, make_settings, run_server
 
 # When a Hypothesis test fails, its pytest plugin imports libcst to write a patch with the
 # failing example; libcst's import emits a DeprecationWarning (from mypy_extensions), which
@@ -42,11 +42,9 @@ async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
 @pytest.fixture
 async def llm_server(tmp_path: Path, fake_llm: FakeOpenAI) -> AsyncIterator[RunningServer]:
     """The server with the OpenAI provider pointed at the fake OpenAI server."""
-    settings = make_settings(
+    settings = llm_settings(
         tmp_path,
-        provider="openai",
-        openai_base_url=fake_llm.base_url,
-        openai_api_key="sk-test",
+        fake_llm,
         llm_read_timeout=5.0,
     )
     async with run_server(settings) as running:

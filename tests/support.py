@@ -47,6 +47,17 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return replace(base, **overrides)
 
 
+def llm_settings(tmp_path: Path, fake: Any, **overrides: Any) -> Settings:
+    """Settings whose LLM is the fake OpenAI server ``fake``."""
+    return make_settings(
+        tmp_path,
+        provider="openai",
+        openai_base_url=fake.base_url,
+        openai_api_key="sk-test",
+        **overrides,
+    )
+
+
 @dataclass
 class RunningServer:
     settings: Settings

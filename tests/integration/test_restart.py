@@ -9,7 +9,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from realtime.testing import FakeOpenAI, Text
-from tests.support import TERMINAL, UNIT, make_settings, only, run_server, ws_client
+from tests.support import TERMINAL, UNIT, llm_settings, make_settings, only, run_server, ws_client
 
 pytestmark = pytest.mark.anyio
 
@@ -69,11 +69,9 @@ async def test_resume_beyond_the_log_gets_history_reset(tmp_path: Path) -> None:
 async def test_interrupted_run_fails_and_queued_run_survives_a_restart(
     tmp_path: Path, fake_llm: FakeOpenAI
 ) -> None:
-    settings = make_settings(
+    settings = llm_settings(
         tmp_path,
-        provider="openai",
-        openai_base_url=fake_llm.base_url,
-        openai_api_key="sk-test",
+        fake_llm,
         drain_timeout=0.3,
     )
     slow = " ".join(f"w{i}" for i in range(200))

@@ -14,6 +14,7 @@ from tests.support import (
     ADMIN_KEY,
     UNIT,
     RunningServer,
+    llm_settings,
     make_settings,
     run_server,
     text_of,
@@ -166,11 +167,9 @@ async def test_private_bot_needs_a_key(server: RunningServer) -> None:
 async def test_model_failures_end_the_run_with_a_code(
     tmp_path: Path, fake_llm: FakeOpenAI, steps: list, code: str, retryable: bool
 ) -> None:
-    settings = make_settings(
+    settings = llm_settings(
         tmp_path,
-        provider="openai",
-        openai_base_url=fake_llm.base_url,
-        openai_api_key="sk-test",
+        fake_llm,
         llm_read_timeout=0.5,
     )
     fake_llm.add(None, steps)
@@ -214,11 +213,9 @@ async def test_client_that_stops_reading_is_closed_4008_and_can_resume(
 ) -> None:
     words = " ".join(f"token{i}" for i in range(60_000))
     fake_llm.add(None, [Text(words)])
-    settings = make_settings(
+    settings = llm_settings(
         tmp_path,
-        provider="openai",
-        openai_base_url=fake_llm.base_url,
-        openai_api_key="sk-test",
+        fake_llm,
         send_queue_bytes=4096,
         replay_events=100_000,
     )
