@@ -73,8 +73,14 @@ class Proc:
     def __init__(
         self, name: str, argv: list[str], env: dict[str, str], log: Path, cpu: int | None
     ) -> None:
+        pin = None
         if cpu is not None and shutil.which("taskset"):
             argv = ["taskset", "-c", str(cpu), *argv]  # taskset execs: the pid is the server's
+        elif cpu is not None:
+
+            def pin() -> None:  # no taskset: pin the child before it execs
+                os.sched_setaffinity(0, {cpu})
+
         self.name = name
         self.log_path = log
         self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
@@ -86,9 +92,11 @@ class Proc:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=pin,
         )
         self.pid = self.popen.pid
         self.url = ""  # the WebSocket URL, for servers under test
+        self._log_seen = 0
         self._stopped = False
 
     def alive(self) -> bool:
@@ -118,6 +126,17 @@ class Proc:
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+    def new_log_lines(self) -> list[str]:
+        """Lines the process wrote since the last call (servers log warnings and errors)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(self._log_seen)
+                data = f.read()
+        except OSError:
+            return []
+        self._log_seen += len(data)
+        return data.decode(errors="replace").splitlines()
 
     def stop(self, grace: float = 20.0) -> None:
         if self._stopped:
@@ -250,8 +269,13 @@ def closed_detail(exc: ConnectionClosed) -> str:
     return f"close {code} ({side}) {reason!r}"
 
 
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 async def run_config(
-    server: Proc, clients: int, tokens: int, limit: float, connect_concurrency: int
+    server: Proc, fake: Proc, clients: int, tokens: int, limit: float, connect_concurrency: int
 ) -> dict[str, Any]:
     """One configuration: connect, hello, release, relay; returns the figures."""
     loop = asyncio.get_running_loop()
@@ -340,7 +364,7 @@ async def run_config(
     t_start = time.perf_counter()
     tasks = [asyncio.create_task(one(i)) for i in range(clients)]
     relay_wall = math.nan
-    cpu_connect = cpu_relay = math.nan
+    cpu_connect = cpu_relay = cpu_relay_settled = side_relay = math.nan
     try:
         try:
             await asyncio.wait_for(all_in.wait(), max(0.0, deadline - loop.time()))
@@ -348,6 +372,7 @@ async def run_config(
             pass
         connect_wall = time.perf_counter() - t_start
         cpu_mid = server.cpu_seconds()
+        side_mid = fake.cpu_seconds() + own_cpu_seconds()
         cpu_connect = cpu_mid - cpu_start
         t_release = time.perf_counter()
         release.set()
@@ -361,17 +386,17 @@ async def run_config(
                 c.detail = f"no run end within --timeout {limit:g}s"
         ends = [c.t_end for c in state if c.ok]
         relay_wall = (max(ends) - t_release) if ends else math.nan
-        await asyncio.sleep(0.2)  # let work right after the last frame land in the window
         cpu_relay = server.cpu_seconds() - cpu_mid
+        side_relay = fake.cpu_seconds() + own_cpu_seconds() - side_mid
+        await asyncio.sleep(0.2)  # work right after the last frame (deferred writes) counts too
+        cpu_relay_settled = server.cpu_seconds() - cpu_mid
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         closers = [c.ws.close() for c in state if c.ws is not None]
         try:
-            await asyncio.wait_for(
-                asyncio.gather(*closers, return_exceptions=True), timeout=max(10.0, limit / 4)
-            )
+            await asyncio.wait_for(asyncio.gather(*closers, return_exceptions=True), timeout=10.0)
         except TimeoutError:
             pass
 
@@ -379,6 +404,7 @@ async def run_config(
     ttfts = [c.ttft for c in ok if c.ttft is not None]
     gaps = [g for c in ok for g in c.gaps]
     relayed = len(ok) * tokens
+    durations = [c.t_end - c.t_send for c in ok]
     errors = Counter(c.error for c in state if c.error)
     samples: dict[str, str] = {}
     for c in state:
@@ -391,20 +417,25 @@ async def run_config(
         "tokens": relayed,
         "relay_wall_s": relay_wall,
         "tokens_per_s": relayed / relay_wall if relayed and relay_wall > 0 else 0.0,
-        "cpu_relay_s": cpu_relay,
-        "cpu_s_per_100k_tokens": cpu_relay / relayed * 1e5 if relayed else math.nan,
+        "cpu_relay_s": cpu_relay_settled,
+        "cpu_s_per_100k_tokens": cpu_relay_settled / relayed * 1e5 if relayed else math.nan,
+        "server_busy_pct": cpu_relay / relay_wall * 100 if relay_wall > 0 else math.nan,
+        "load_busy_pct": side_relay / relay_wall * 100 if relay_wall > 0 else math.nan,
         "cpu_connect_ms_per_conn": cpu_connect / clients * 1e3,
         "connect_wall_s": connect_wall,
         "ttft_p50_ms": percentile(ttfts, 50) * 1e3,
         "ttft_p99_ms": percentile(ttfts, 99) * 1e3,
         "gap_p50_ms": percentile(gaps, 50) * 1e3,
         "gap_p99_ms": percentile(gaps, 99) * 1e3,
+        "run_p50_ms": percentile(durations, 50) * 1e3,
+        "run_max_ms": max(durations, default=math.nan) * 1e3,
         "token_frames_per_run": statistics.median([c.token_frames for c in ok]) if ok else 0,
         "errors": sum(errors.values()),
         "error_kinds": dict(errors),
         "error_samples": samples,
         "error_details": dict(details.most_common(10)),
         "server_rss_mb": server.rss_mb(),
+        "config_wall_s": time.perf_counter() - t_start,
         "server_alive": server.alive(),
     }
 
@@ -419,6 +450,8 @@ FIGURES = (
     "gap_p50_ms",
     "gap_p99_ms",
     "token_frames_per_run",
+    "server_busy_pct",
+    "load_busy_pct",
     "cpu_connect_ms_per_conn",
     "server_rss_mb",
 )
@@ -449,7 +482,7 @@ def fmt(value: float, digits: int = 0) -> str:
 HEADER = (
     f"{'target':<9} {'delay':>5} {'C':>5} {'tok/s':>9} {'cpu s/100k':>10} "
     f"{'ttft p50':>9} {'ttft p99':>9} {'gap p50':>8} {'gap p99':>8} {'frm/run':>7} "
-    f"{'conn ms':>7} {'rss MB':>6} {'errors':>10}"
+    f"{'srv%':>4} {'cli%':>4} {'conn ms':>7} {'rss MB':>6} {'errors':>10}"
 )
 
 
@@ -459,6 +492,7 @@ def row(target: str, delay: float, clients: int, s: dict[str, Any]) -> str:
         f"{fmt(s['cpu_s_per_100k_tokens'], 2):>10} {fmt(s['ttft_p50_ms'], 1):>9} "
         f"{fmt(s['ttft_p99_ms'], 1):>9} {fmt(s['gap_p50_ms'], 2):>8} "
         f"{fmt(s['gap_p99_ms'], 2):>8} {fmt(s['token_frames_per_run']):>7} "
+        f"{fmt(s['server_busy_pct']):>4} {fmt(s['load_busy_pct']):>4} "
         f"{fmt(s['cpu_connect_ms_per_conn'], 2):>7} {fmt(s['server_rss_mb']):>6} "
         f"{str(s['errors']) + '/' + str(s['attempts']):>10}"
     )
@@ -512,8 +546,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-async def bench(args: argparse.Namespace, tmp: Path, procs: list[Proc]) -> dict[str, Any]:
-    server_cpu, load_cpu = cpu_plan()
+async def bench(
+    args: argparse.Namespace, tmp: Path, procs: list[Proc], cpus: tuple[int | None, int | None]
+) -> dict[str, Any]:
+    server_cpu, load_cpu = cpus
     targets = list(TARGETS) if args.target == "both" else [args.target]
     clients = parse_list(args.clients, int)
     delays = parse_list(args.delays, float)
@@ -524,6 +560,7 @@ async def bench(args: argparse.Namespace, tmp: Path, procs: list[Proc]) -> dict[
         "configs": [],
     }
     failed = False
+    t0 = time.monotonic()
     for delay in delays:
         fake, fake_url = start_fake(tmp, args.tokens, delay, load_cpu)
         procs.append(fake)
@@ -531,8 +568,14 @@ async def bench(args: argparse.Namespace, tmp: Path, procs: list[Proc]) -> dict[
         for target in targets:
             servers[target] = start_target(target, tmp, fake_url, f"{delay:g}", server_cpu)
             procs.append(servers[target])
-        for target in targets:  # warm up: imports, index, connection pools
-            await run_config(servers[target], 20, args.tokens, args.timeout, 20)
+        if args.verbose:
+            print(f"servers up at {time.monotonic() - t0:.0f}s", flush=True)
+        # warm up (imports, caches, connection pools), all targets at once to save time
+        await asyncio.gather(
+            *(run_config(servers[t], fake, 20, args.tokens, args.timeout, 20) for t in targets)
+        )
+        for target in targets:
+            servers[target].new_log_lines()
         runs: dict[tuple[str, int], list[dict[str, Any]]] = {
             (t, c): [] for t in targets for c in clients
         }
@@ -543,12 +586,27 @@ async def bench(args: argparse.Namespace, tmp: Path, procs: list[Proc]) -> dict[
                     if not server.alive():
                         raise RuntimeError(f"{target} died:\n{server.tail()}")
                     r = await run_config(
-                        server, n, args.tokens, args.timeout, args.connect_concurrency
+                        server, fake, n, args.tokens, args.timeout, args.connect_concurrency
                     )
                     r.update(target=target, delay=delay, repeat=rep)
+                    logged = server.new_log_lines()
+                    r["server_log_lines"] = len(logged)
+                    r["server_log_head"] = logged[:20]
+                    if logged:
+                        head = _indent("\n".join(logged[:20]))
+                        print(
+                            f"\n!! {target} delay={delay:g} C={n} repeat={rep}: the server "
+                            f"logged {len(logged)} lines:\n{head}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
                     runs[(target, n)].append(r)
                     if args.verbose:
-                        print(row(target, delay, n, summarize([r])), flush=True)
+                        print(
+                            row(target, delay, n, summarize([r]))
+                            + f"  ({r['config_wall_s']:.1f}s, at {time.monotonic() - t0:.0f}s)",
+                            flush=True,
+                        )
                     if r["errors"] or not r["server_alive"]:
                         failed = True
                         print(
@@ -560,7 +618,7 @@ async def bench(args: argparse.Namespace, tmp: Path, procs: list[Proc]) -> dict[
                             print(f"   {count:>5} x {text}", file=sys.stderr)
                         print(f"   {target} log tail ({server.log_path}):", file=sys.stderr)
                         print(_indent(server.tail(30)), file=sys.stderr, flush=True)
-                    await asyncio.sleep(1.0)  # let the server finish closing connections
+                    await asyncio.sleep(0.5)  # let the server finish closing connections
         for (target, n), rs in runs.items():
             results["configs"].append(
                 {"target": target, "delay": delay, "clients": n, **summarize(rs), "runs": rs}
@@ -626,7 +684,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     tmp = Path(tempfile.mkdtemp(prefix="relay_ws-"))
     procs: list[Proc] = []
-    _, load_cpu = cpu_plan()
+    cpus = cpu_plan()  # before this process pins itself to the load CPU
+    load_cpu = cpus[1]
     # Children are started with taskset; this process (the load generator) goes to load_cpu.
     factory = None
     try:
@@ -640,7 +699,7 @@ def main(argv: list[str] | None = None) -> int:
         if load_cpu is not None:
             os.sched_setaffinity(0, {load_cpu})
         with asyncio.Runner(loop_factory=factory) as runner:
-            results = runner.run(bench(args, tmp, procs))
+            results = runner.run(bench(args, tmp, procs, cpus))
         text = report(results)
         print(text)
         print(

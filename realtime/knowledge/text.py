@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 __all__ = [
+    "stems_of",
     "STOPWORDS",
     "coverage",
     "fts_query",
@@ -285,6 +286,13 @@ def _weight(term: str) -> float:
     return 1.0 + min(len(term), 10) / 10.0
 
 
+@lru_cache(maxsize=8192)
+def stems_of(text: str) -> frozenset[str]:
+    """The distinct stems of ``text``, cached: retrieval rescores the same chunks again and
+    again, and tokenising non-ASCII text is the slow part of a run's first token."""
+    return frozenset(stem(w) for w in words(text))
+
+
 def coverage(terms: Sequence[str], text: str) -> float:
     """Weighted fraction (0..1) of the query stems ``terms`` that occur among ``text``'s stems.
 
@@ -294,7 +302,7 @@ def coverage(terms: Sequence[str], text: str) -> float:
     distinct = list(dict.fromkeys(terms))
     if not distinct:
         return 0.0
-    present = {stem(w) for w in words(text)}
+    present = stems_of(text)
     total = sum(_weight(t) for t in distinct)
     hit = sum(_weight(t) for t in distinct if t in present)
     return hit / total
