@@ -1,6 +1,8 @@
 """First start on an empty database: the default tenant, an admin key and the `demo` bot.
 
-The demo bot is public and its knowledge sources are this project's own documents
+The demo bot is public, works on a small demo shop database (``demo_shop.db`` beside a SQLite
+store: read everything, manage products, update orders; writes are confirmed by the
+visitor), and its knowledge sources are this project's own documents
 (``REALTIME_DEMO_DOCS``: the repository's ``docs/`` and ``README.md`` by default), served
 under ``/docs/`` so its citation links work. Every step is idempotent: a later start changes
 nothing.
@@ -8,12 +10,15 @@ nothing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
 from realtime.admin import Admin
+from realtime.agent.tools import DATA_TOOL_NAMES
 from realtime.bots import validate_settings
 from realtime.config import Settings
+from realtime.data.demo_shop import PERMISSIONS, create_demo_shop, demo_shop_url
 from realtime.engine import DEFAULT_TENANT
 from realtime.knowledge.ingest import add_source, kind_of
 from realtime.store import Store
@@ -49,8 +54,14 @@ async def bootstrap(store: Store, settings: Settings) -> Bootstrap:
     generated = await admin.ensure_admin_key(settings.admin_key)
     sources = 0
     if await store.get_bot(DEFAULT_TENANT, DEMO_BOT) is None:
+        demo = dict(DEMO_SETTINGS)
+        shop = demo_shop_url(settings.database_url)
+        if shop is not None:
+            await asyncio.to_thread(create_demo_shop, shop)
+            demo["data_source"] = {"url": shop, "tables": PERMISSIONS}
+            demo["tools"] = ["search_knowledge", *DATA_TOOL_NAMES]
         bot = await store.create_bot(
-            DEFAULT_TENANT, DEMO_BOT, validate_settings(DEMO_SETTINGS, partial=False)
+            DEFAULT_TENANT, DEMO_BOT, validate_settings(demo, partial=False)
         )
         for path in settings.demo_paths:
             await add_source(

@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from realtime.agent.tools import DATA_TOOL_NAMES
+from realtime.data.source import validate_data_source
 from realtime.errors import ProtocolError
 from realtime.types import SLUG_RE
 
@@ -20,7 +22,7 @@ DEFAULT_INSTRUCTIONS = (
     "and offer to connect the visitor with a human."
 )
 
-KNOWN_TOOLS = frozenset({"search_knowledge"})
+KNOWN_TOOLS = frozenset({"search_knowledge", *DATA_TOOL_NAMES})
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +94,12 @@ def _object(value: Any) -> str | None:
     return None if isinstance(value, dict) else "must be an object"
 
 
-def _nullable_object(value: Any) -> str | None:
-    return None if value is None or isinstance(value, dict) else "must be an object or null"
+def _data_source(value: Any) -> str | None:
+    try:
+        validate_data_source(value)
+    except ProtocolError as exc:
+        return exc.message
+    return None
 
 
 FIELDS: dict[str, _Field] = {
@@ -121,7 +127,7 @@ FIELDS: dict[str, _Field] = {
     "include_links": _Field(True, _boolean),
     "citation_threshold": _Field(None, _number(0, 1, nullable=True)),
     "tools": _Field(["search_knowledge"], _tools),
-    "data_source": _Field(None, _nullable_object),
+    "data_source": _Field(None, _data_source),
 }
 
 

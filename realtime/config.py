@@ -38,6 +38,7 @@ class Settings:
     run_timeout: float = 300.0  # REALTIME_RUN_TIMEOUT: wall time of one run
     max_tool_steps: int = 5  # REALTIME_MAX_TOOL_STEPS: model calls per run that use tools
     history_messages: int = 20  # REALTIME_HISTORY_MESSAGES: past messages sent to the model
+    confirmation_ttl: float = 600.0  # REALTIME_CONFIRMATION_TTL: seconds a write waits
     # protocol limits
     max_message_chars: int = 8000  # REALTIME_MAX_MESSAGE_CHARS
     max_frame_bytes: int = 65536  # REALTIME_MAX_FRAME_BYTES: larger frames get an error

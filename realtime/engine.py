@@ -27,13 +27,15 @@ from realtime.agent.tools import ToolRegistry, default_registry
 from realtime.bots import with_defaults
 from realtime.broker.base import Broker
 from realtime.config import Settings
+from realtime.confirmations import Confirmations
+from realtime.data.source import DataSources
 from realtime.errors import AuthError, Forbidden, NotFound, ProtocolError, RateLimited
 from realtime.events import Frame
 from realtime.knowledge.retrieval import Retriever
 from realtime.limits import RateLimiter
 from realtime.metrics import Metrics
 from realtime.runs import RunManager, Turn
-from realtime.store import Bot, Conversation, Message, Store
+from realtime.store import Bot, Confirmation, Conversation, Message, Store
 from realtime.streams import Streams
 from realtime.types import Identity, is_uuid, new_id
 
@@ -83,6 +85,7 @@ class History:
     epoch: int
     last_seq: int
     active_run: dict[str, Any] | None
+    pending_confirmation: dict[str, Any] | None = None
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -91,6 +94,7 @@ class History:
             "epoch": self.epoch,
             "last_seq": self.last_seq,
             "active_run": self.active_run,
+            "pending_confirmation": self.pending_confirmation,
         }
 
 
@@ -122,6 +126,7 @@ class Engine:
             self.retriever,
             max_tool_steps=settings.max_tool_steps,
         )
+        self.data = DataSources()
         self.runs = RunManager(
             settings=settings,
             store=store,
@@ -129,6 +134,14 @@ class Engine:
             agent=self.agent,
             metrics=self.metrics,
             node_id=self.node_id,
+            data=self.data,
+        )
+        self.confirmations = Confirmations(
+            store,
+            self.runs,
+            self.agent.tools,
+            self.retriever,
+            sweep_interval=min(1.0, settings.confirmation_ttl / 4),
         )
         self._message_limit = RateLimiter(settings.messages_per_minute, 60.0)
         # Transports follow conversations through the streams (gapless, see streams.py).
@@ -141,10 +154,13 @@ class Engine:
         failed, requeued = await self.runs.recover()
         if failed or requeued:
             log.info("recovered runs: %d interrupted, %d requeued", failed, requeued)
+        self.confirmations.start()
 
     async def stop(self) -> None:
+        await self.confirmations.stop()
         await self.runs.drain(self.settings.drain_timeout)
         await self.provider.close()
+        await self.data.close()
         await self.broker.close()
 
     async def publish(self, event: events.Event) -> Frame:
@@ -284,6 +300,9 @@ class Engine:
             return Accepted(message.conversation_id, message.id, duplicate=True)
         cid = message.conversation_id
         turn = Turn(run_id, cid, session.bot.uuid, message)
+        if conversation_id is not None:
+            # A write waiting for confirmation is rejected by the new message (DECISIONS 11).
+            await self.confirmations.reject_pending(cid, session.bot.uuid)
         try:
             state = await self.streams.open(cid)
             accepted = Accepted(cid, message.id, False, state.epoch, state.last_seq)
@@ -301,6 +320,21 @@ class Engine:
     ) -> str:
         await self.conversation_for(session, conversation_id)
         return self.runs.cancel(conversation_id, run_id)
+
+    async def resolve_confirmation(
+        self,
+        session: Session,
+        conversation_id: str,
+        tool_call_id: str,
+        decision: str,
+        params: dict[str, Any] | None = None,
+    ) -> Confirmation:
+        """Approve (optionally with edited params) or reject a pending write; see
+        :meth:`realtime.confirmations.Confirmations.resolve` for the errors."""
+        await self.conversation_for(session, conversation_id)
+        return await self.confirmations.resolve(
+            conversation_id, session.bot.uuid, tool_call_id, decision, params=params
+        )
 
     async def typing(self, session: Session, conversation_id: str, on: bool) -> None:
         await self.conversation_for(session, conversation_id)
@@ -323,4 +357,12 @@ class Engine:
             else None
         )
         messages = await self.store.list_messages(conversation_id)
-        return History(conversation, messages, state.epoch, state.last_seq, active_run)
+        pending = await self.store.find_confirmation(conversation_id)
+        return History(
+            conversation,
+            messages,
+            state.epoch,
+            state.last_seq,
+            active_run,
+            pending.to_wire() if pending is not None else None,
+        )

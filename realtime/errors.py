@@ -10,6 +10,8 @@
     ├── RateLimited               too many requests; retry later             (429)
     └── RunError                  why a run failed: the code of ``run.failed`` (502/503/504)
 
+    ToolArgumentError             (not reported to clients) what a tool tells the model
+
 Each error carries a stable ``code`` that clients switch on (documented in
 ``docs/protocol.md``) and a ``retryable`` flag. Transports map the tree to their own shapes
 in one place each: the WebSocket endpoint to ``{"type":"error",...}`` frames, HTTP routes to
@@ -96,6 +98,8 @@ RUN_FAILURE_CODES: dict[str, bool] = {
     "timeout": True,  # no data from the LLM within the read timeout, or the run took too long
     "max_steps": False,  # the model kept calling tools past the step limit
     "bot_unavailable": False,  # the bot was deleted while the message waited
+    "data_source_unavailable": True,  # the bot's database cannot be opened
+    "confirmation_expired": False,  # nobody approved or rejected a write in time
     "interrupted": True,  # the server stopped while the run was going on
     "internal_error": True,  # a bug on our side; logged with a traceback
 }
@@ -103,3 +107,10 @@ RUN_FAILURE_CODES: dict[str, bool] = {
 
 def run_error(code: str, message: str) -> RunError:
     return RunError(code, message, retryable=RUN_FAILURE_CODES.get(code, False))
+
+
+class ToolArgumentError(ValueError):
+    """Tool arguments the model wrote that do not fit; the model sees the message and retries.
+
+    Never reaches a client: tools turn it into an observation starting with ``error:``.
+    """

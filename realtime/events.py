@@ -31,6 +31,8 @@ RUN_REPLACED = "run.replaced"
 RUN_COMPLETED = "run.completed"
 RUN_FAILED = "run.failed"
 RUN_CANCELLED = "run.cancelled"
+CONFIRMATION_REQUESTED = "confirmation.requested"
+CONFIRMATION_RESOLVED = "confirmation.resolved"
 TYPING = "typing"
 NOTICE = "notice"
 CONVERSATION_UPDATED = "conversation.updated"
@@ -112,7 +114,7 @@ def run_step(
     action: str,
     params: Any,
     tool_call_id: str,
-    observation: str | None,
+    observation: str | None = None,
 ) -> Event:
     fields: dict[str, Any] = {
         "run_id": run_id,
@@ -171,6 +173,41 @@ def run_failed(
 
 def run_cancelled(conversation_id: str, run_id: str, message: dict[str, Any] | None) -> Event:
     return make(RUN_CANCELLED, conversation_id, run_id=run_id, message=message)
+
+
+def confirmation_requested(
+    conversation_id: str,
+    run_id: str,
+    *,
+    tool_call_id: str,
+    tool: str,
+    params: dict[str, Any],
+    step: int,
+    expires_at: str | None,
+) -> Event:
+    return make(
+        CONFIRMATION_REQUESTED,
+        conversation_id,
+        run_id=run_id,
+        tool_call_id=tool_call_id,
+        tool=tool,
+        params=params,
+        step=step,
+        expires_at=expires_at,
+    )
+
+
+def confirmation_resolved(
+    conversation_id: str, run_id: str, tool_call_id: str, decision: str, by: str
+) -> Event:
+    return make(
+        CONFIRMATION_RESOLVED,
+        conversation_id,
+        run_id=run_id,
+        tool_call_id=tool_call_id,
+        decision=decision,
+        by=by,
+    )
 
 
 def typing(conversation_id: str, who: str, on: bool) -> Event:

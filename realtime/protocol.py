@@ -76,11 +76,22 @@ class Typing:
 
 
 @dataclass(frozen=True, slots=True)
+class ConfirmationResolve:
+    id: ClientId
+    conversation_id: str
+    tool_call_id: str
+    decision: str  # approve | reject
+    params: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Ping:
     id: ClientId
 
 
-Command = Hello | MessageSend | Subscribe | Unsubscribe | RunCancel | Typing | Ping
+Command = (
+    Hello | MessageSend | Subscribe | Unsubscribe | RunCancel | ConfirmationResolve | Typing | Ping
+)
 
 
 def parse_command(data: str, *, max_frame_bytes: int = 65536) -> Command:
@@ -216,6 +227,24 @@ def _typing(obj: dict[str, Any], client_id: ClientId) -> Typing:
     return Typing(id=client_id, conversation_id=_str(obj, "conversation_id", max_len=64), on=on)
 
 
+def _confirmation_resolve(obj: dict[str, Any], client_id: ClientId) -> ConfirmationResolve:
+    decision = obj.get("decision")
+    if decision is None:
+        raise ProtocolError("missing_field", "'decision' is required")
+    if decision not in ("approve", "reject"):
+        raise ProtocolError("invalid_field", "'decision' must be 'approve' or 'reject'")
+    params = obj.get("params")
+    if params is not None and not isinstance(params, dict):
+        raise ProtocolError("invalid_field", "'params' must be an object")
+    return ConfirmationResolve(
+        id=client_id,
+        conversation_id=_str(obj, "conversation_id", max_len=64),
+        tool_call_id=_str(obj, "tool_call_id", max_len=128),
+        decision=decision,
+        params=params,
+    )
+
+
 def _ping(obj: dict[str, Any], client_id: ClientId) -> Ping:
     return Ping(id=client_id)
 
@@ -226,6 +255,7 @@ PARSERS: dict[str, Callable[[dict[str, Any], ClientId], Command]] = {
     "subscribe": _subscribe,
     "unsubscribe": _unsubscribe,
     "run.cancel": _run_cancel,
+    "confirmation.resolve": _confirmation_resolve,
     "typing": _typing,
     "ping": _ping,
 }

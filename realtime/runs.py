@@ -19,21 +19,40 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
 
 import anyio
 
 from realtime import events
-from realtime.agent.loop import Agent, RunInput, RunState
+from realtime.agent.loop import Agent, Decision, Pause, RunInput, RunState
 from realtime.bots import with_defaults
 from realtime.config import Settings
+from realtime.data.source import DataSource, DataSources
 from realtime.errors import Conflict, RunError, run_error
 from realtime.metrics import Metrics
-from realtime.store import Message, Store, utcnow
+from realtime.store import Confirmation, Message, Store, iso, utcnow
 from realtime.types import new_id
 
 log = logging.getLogger("realtime.runs")
 
 Publish = Callable[[events.Event], Awaitable[events.Frame]]
+NEW_MESSAGE = "new_message"  # who rejected a pending write by writing a new message
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """What became of a paused run's pending write: ``approved`` or ``rejected`` resume the
+    run; ``expired``, or a rejection ``by`` a new message, end it."""
+
+    confirmation: Confirmation
+    decision: str  # approved | rejected | expired
+    params: dict[str, Any]
+    by: str
+
+    @property
+    def resumes(self) -> bool:
+        return self.decision in ("approved", "rejected") and self.by != NEW_MESSAGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +60,8 @@ class Turn:
     run_id: str
     conversation_id: str
     bot_uuid: str
-    message: Message
+    message: Message  # the user message the run answers
+    resolution: Resolution | None = None  # set when the turn continues a paused run
 
 
 @dataclass(slots=True)
@@ -71,8 +91,10 @@ class RunManager:
         agent: Agent,
         metrics: Metrics,
         node_id: str,
+        data: DataSources,
     ) -> None:
         self._settings = settings
+        self._data = data
         self._store = store
         self._publish = publish
         self._agent = agent
@@ -161,18 +183,22 @@ class RunManager:
         cid, rid = turn.conversation_id, turn.run_id
         active = ActiveRun(turn, RunState(rid, cid))
         actor.current = active
-        self._metrics.runs_started.inc()
         self._metrics.runs_active.inc()
-        outcome, error = "failed", None
+        outcome, error, pause = "failed", None, None
         try:
+            if turn.resolution is not None and not turn.resolution.resumes:
+                await self._end_paused(active, turn.resolution)
+                return
             await self._store.start_run(rid, self._node_id)
-            await self._publish(events.run_started(cid, rid, turn.message.id))
+            if turn.resolution is None:
+                self._metrics.runs_started.inc()
+                await self._publish(events.run_started(cid, rid, turn.message.id))
             with active.scope:
                 with anyio.fail_after(self._settings.run_timeout):
-                    await self._run_agent(turn, active.state)
+                    pause = await self._run_agent(turn, active.state)
                 outcome = "completed"
             if active.scope.cancelled_caught:
-                outcome = "cancelled"
+                outcome, pause = "cancelled", None
         except TimeoutError:
             error = run_error("timeout", "the run took longer than the server allows")
         except RunError as exc:
@@ -190,11 +216,14 @@ class RunManager:
             actor.current = None
             self._metrics.runs_active.dec()
         try:
-            await self._finish(active, outcome, error)
+            if pause is not None:
+                await self._pause(active, pause)
+            else:
+                await self._finish(active, outcome, error)
         except Exception:
             log.exception("could not record the end of run %s", rid)
 
-    async def _run_agent(self, turn: Turn, state: RunState) -> None:
+    async def _run_agent(self, turn: Turn, state: RunState) -> Pause | None:
         bot = await self._store.get_bot_by_uuid(turn.bot_uuid)
         if bot is None:
             raise run_error("bot_unavailable", "this bot no longer exists")
@@ -210,8 +239,79 @@ class RunManager:
             history=history,
             has_knowledge=has_knowledge,
             threshold=self._settings.citation_threshold if threshold is None else threshold,
+            data=await self.data_source(config),
         )
-        await self._agent.run(inp, state, self._publish_counted)
+        resolution = turn.resolution
+        if resolution is None:
+            return await self._agent.run(inp, state, self._publish_counted)
+        decision = Decision(resolution.decision == "approved", resolution.params, resolution.by)
+        return await self._agent.resume(
+            inp, state, resolution.confirmation.continuation, decision, self._publish_counted
+        )
+
+    async def data_source(self, config: dict[str, Any]) -> DataSource | None:
+        """The bot's database, introspected (cached); RunError when it cannot be opened."""
+        if not config.get("data_source"):
+            return None
+        try:
+            return await self._data.get(config["data_source"])
+        except Exception as exc:
+            log.warning("data source of a bot failed: %s", exc)
+            raise run_error(
+                "data_source_unavailable", "the bot's database cannot be opened"
+            ) from exc
+
+    async def _pause(self, active: ActiveRun, pause: Pause) -> None:
+        """Store the pending write and its continuation; the run waits, no task does."""
+        cid, rid = active.turn.conversation_id, active.turn.run_id
+        now = utcnow()
+        confirmation = Confirmation(
+            id=new_id(),
+            conversation_id=cid,
+            run_id=rid,
+            tool_call_id=pause.tool_call_id,
+            tool=pause.tool,
+            params=pause.params,
+            step=pause.step,
+            status="pending",
+            continuation=pause.continuation,
+            created_at=now,
+            expires_at=now + timedelta(seconds=self._settings.confirmation_ttl),
+        )
+        await self._store.pause_run(confirmation)
+        await self._publish(
+            events.confirmation_requested(
+                cid,
+                rid,
+                tool_call_id=pause.tool_call_id,
+                tool=pause.tool,
+                params=pause.params,
+                step=pause.step,
+                expires_at=iso(confirmation.expires_at),
+            )
+        )
+        await self._publish(events.run_status(cid, rid, "awaiting_confirmation"))
+
+    async def _end_paused(self, active: ActiveRun, resolution: Resolution) -> None:
+        """A pending write expired, or a new message rejected it: the run ends here."""
+        state, confirmation = active.state, resolution.confirmation
+        state.restore(confirmation.continuation["state"])
+        bot = await self._store.get_bot_by_uuid(active.turn.bot_uuid)
+        state.config = with_defaults(bot.config if bot else {})
+        await self._publish(
+            events.confirmation_resolved(
+                active.turn.conversation_id,
+                active.turn.run_id,
+                confirmation.tool_call_id,
+                resolution.decision,
+                resolution.by,
+            )
+        )
+        if resolution.decision == "expired":
+            error = run_error("confirmation_expired", "nobody confirmed the action in time")
+            await self._finish(active, "failed", error)
+        else:
+            await self._finish(active, "cancelled", None)
 
     async def _publish_counted(self, event: events.Event) -> events.Frame:
         if event.type == events.RUN_TOKEN:
@@ -272,8 +372,28 @@ class RunManager:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def recover(self) -> tuple[int, int]:
-        """After a restart: fail runs that were running, requeue runs that never started."""
+        """After a restart: fail runs that were running, requeue runs that never started, and
+        go on with paused runs whose confirmation was resolved but not acted on."""
         failed = requeued = 0
+        for confirmation in await self._store.claimed_confirmations_of_waiting_runs():
+            run = await self._store.get_run(confirmation.run_id)
+            message = await self._store.get_message(run.message_id) if run else None
+            conversation = await self._store.get_conversation(confirmation.conversation_id)
+            if message is None or conversation is None:
+                continue
+            resolution = Resolution(
+                confirmation,
+                confirmation.status,
+                confirmation.params,
+                confirmation.decided_by or "visitor",
+            )
+            self.submit(
+                Turn(
+                    confirmation.run_id, conversation.id, conversation.bot_uuid, message, resolution
+                ),
+                reserved=False,
+            )
+            requeued += 1
         for run in await self._store.unfinished_runs():
             if run.status == "running":
                 error = run_error("interrupted", "the server restarted mid-answer")

@@ -5,6 +5,10 @@ streams its text as ``run.token`` events, executes the tools it calls (a ``run.s
 each) and asks again, until the model answers without tools or the step limit is hit.
 Everything said so far is kept in a :class:`RunState`, so the caller can store it
 whichever way the run ends (completed, failed, cancelled).
+
+A write tool pauses the run: its step goes out without observation and :meth:`Agent.run`
+returns a :class:`Pause` holding a JSON continuation. :meth:`Agent.resume` goes on from it
+after the visitor's decision, in whichever process receives it.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from realtime import events
@@ -24,7 +28,8 @@ from realtime.agent.provider import (
     ToolCallRequest,
     Usage,
 )
-from realtime.agent.tools import ToolContext, ToolRegistry
+from realtime.agent.tools import DATA_TOOL_NAMES, ToolContext, ToolRegistry, ToolResult
+from realtime.data.source import DataSource
 from realtime.errors import run_error
 from realtime.knowledge import Passage
 from realtime.knowledge.retrieval import Retriever
@@ -91,6 +96,26 @@ class RunState:
             for marker, p in chosen
         ]
 
+    def snapshot(self) -> dict[str, Any]:
+        """What a paused run keeps in the store (JSON), to resume anywhere."""
+        return {
+            "parts": self.parts,
+            "steps": self.steps,
+            "passages": [asdict(p) for p in self.passages],
+            "cited": list(self.cited) if self.cited is not None else None,
+            "confidence": self.confidence,
+            "usage": self.usage,
+        }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        self.parts = list(snapshot["parts"])
+        self.steps = list(snapshot["steps"])
+        self.passages = [Passage(**p) for p in snapshot["passages"]]
+        cited = snapshot.get("cited")
+        self.cited = tuple(cited) if cited is not None else None
+        self.confidence = snapshot.get("confidence")
+        self.usage = dict(snapshot["usage"])
+
 
 @dataclass(frozen=True, slots=True)
 class RunInput:
@@ -101,6 +126,36 @@ class RunInput:
     history: Sequence[Message]
     has_knowledge: bool
     threshold: float
+    data: DataSource | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """A write waits for the visitor: the pending call and how to go on (a stored continuation).
+
+    ``continuation`` is JSON: the model messages so far, the round's calls, the index of the
+    pending one, the round number and thought, and the run's state. Any process can resume
+    from it (DECISIONS 16).
+    """
+
+    tool_call_id: str
+    tool: str
+    params: dict[str, Any]
+    step: int
+    continuation: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """How a pending write was resolved: ``approved`` (with the params to run) or ``rejected``."""
+
+    approved: bool
+    params: dict[str, Any]
+    by: str
+
+
+DECLINED = "The user declined this action; it was not executed."
+SKIPPED = "Not executed: the user declined an earlier action of this step."
 
 
 class Agent:
@@ -117,8 +172,12 @@ class Agent:
         self.retriever = retriever
         self.max_tool_steps = max_tool_steps
 
-    async def run(self, inp: RunInput, state: RunState, emit: Emit) -> None:
-        """Produce the answer into ``state``, emitting events. Raises RunError on failure."""
+    async def run(self, inp: RunInput, state: RunState, emit: Emit) -> Pause | None:
+        """Produce the answer into ``state``, emitting events.
+
+        Returns a :class:`Pause` when a write waits for confirmation, None when the answer is
+        complete. Raises RunError on failure.
+        """
         cid, rid = state.conversation_id, state.run_id
         state.config, state.threshold = inp.config, inp.threshold
         if inp.has_knowledge:
@@ -126,15 +185,55 @@ class Agent:
             state.passages = await self.retriever.search(inp.bot_uuid, inp.question)
             state.confidence = state.passages[0].score if state.passages else 0.0
         await emit(events.run_status(cid, rid, "generating"))
-        enabled = [
-            name
-            for name in inp.config.get("tools", ())
-            if name != "search_knowledge" or inp.has_knowledge
-        ]
-        request = ModelRequest(
+        request = self._request(inp, state, _messages(inp, state.passages))
+        return await self._rounds(inp, state, request, 0, emit)
+
+    async def resume(
+        self,
+        inp: RunInput,
+        state: RunState,
+        continuation: dict[str, Any],
+        decision: Decision,
+        emit: Emit,
+    ) -> Pause | None:
+        """Go on after a pending write was approved (run it) or rejected (tell the model)."""
+        cid, rid = state.conversation_id, state.run_id
+        state.config, state.threshold = inp.config, inp.threshold
+        state.restore(continuation["state"])
+        request = self._request(inp, state, continuation["messages"])
+        ctx = self._context(inp, state)
+        calls = [ToolCallRequest(**c) for c in continuation["calls"]]
+        index, thought = continuation["index"], continuation["thought"]
+        call, step_no = calls[index], continuation["step"]
+        resolved = events.confirmation_resolved(
+            cid, rid, call.id, "approved" if decision.approved else "rejected", decision.by
+        )
+        if decision.approved:
+            await emit(events.run_status(cid, rid, "executing_tool"))
+            result = await self.tools.run(self.tools.tools[call.name], decision.params, ctx)
+            step = _step(step_no, thought, call, decision.params, result.observation)
+            state.steps[step_no - 1] = step
+            await emit(events.run_step(cid, rid, **step))
+            await emit(resolved)
+            request.messages.append(_tool_message(call.id, result.observation))
+            pause = await self._calls(inp, state, request, ctx, calls, index + 1, thought, emit)
+            if pause is not None:
+                return _with_round(pause, continuation["round"])
+        else:
+            await emit(resolved)
+            request.messages.append(_tool_message(call.id, DECLINED))
+            for rest in calls[index + 1 :]:
+                request.messages.append(_tool_message(rest.id, SKIPPED))
+        await emit(events.run_status(cid, rid, "generating"))
+        return await self._rounds(inp, state, request, continuation["round"] + 1, emit)
+
+    def _request(
+        self, inp: RunInput, state: RunState, messages: list[dict[str, Any]]
+    ) -> ModelRequest:
+        return ModelRequest(
             model=inp.model,
-            messages=_messages(inp, state.passages),
-            tools=self.tools.schemas(enabled) if self.provider.name != "offline" else [],
+            messages=messages,
+            tools=self.tools.schemas(_enabled(inp)) if self.provider.name != "offline" else [],
             temperature=inp.config.get("temperature"),
             max_tokens=inp.config.get("max_tokens"),
             question=inp.question,
@@ -142,8 +241,17 @@ class Agent:
             threshold=inp.threshold,
             offer_human=bool(inp.config.get("handoff_enabled")),
         )
-        ctx = ToolContext(inp.bot_uuid, self.retriever, state.passages)
-        for round_no in range(self.max_tool_steps + 1):
+
+    def _context(self, inp: RunInput, state: RunState) -> ToolContext:
+        return ToolContext(inp.bot_uuid, self.retriever, state.passages, inp.data)
+
+    async def _rounds(
+        self, inp: RunInput, state: RunState, request: ModelRequest, first: int, emit: Emit
+    ) -> Pause | None:
+        """Ask the model, run its tools, ask again; until it answers without tools."""
+        cid, rid = state.conversation_id, state.run_id
+        ctx = self._context(inp, state)
+        for round_no in range(first, self.max_tool_steps + 1):
             round_text: list[str] = []
             calls: list[ToolCallRequest] = []
             async for item in self.provider.stream(request):
@@ -159,28 +267,65 @@ class Agent:
                 elif isinstance(item, Cite):
                     state.cited = item.passages
             if not calls:
-                return
+                return None
             if round_no == self.max_tool_steps:
                 raise run_error("max_steps", "the model kept calling tools; ask more precisely")
             thought = "".join(round_text)
             request.messages.append(_assistant_tool_message(thought, calls))
             await emit(events.run_status(cid, rid, "executing_tool"))
-            for call in calls:
-                params, result = await self.tools.execute(call, ctx, enabled)
-                step = {
-                    "step": len(state.steps) + 1,
-                    "thought": thought,
-                    "action": call.name,
-                    "params": params,
-                    "tool_call_id": call.id,
-                    "observation": result.observation,
-                }
+            pause = await self._calls(inp, state, request, ctx, calls, 0, thought, emit)
+            if pause is not None:
+                return _with_round(pause, round_no)
+            await emit(events.run_status(cid, rid, "generating"))
+        return None
+
+    async def _calls(
+        self,
+        inp: RunInput,
+        state: RunState,
+        request: ModelRequest,
+        ctx: ToolContext,
+        calls: list[ToolCallRequest],
+        start: int,
+        thought: str,
+        emit: Emit,
+    ) -> Pause | None:
+        """Run the round's calls from ``start``; stop at the first write that passes its
+        checks: its step goes out without observation and the run pauses."""
+        cid, rid = state.conversation_id, state.run_id
+        enabled = _enabled(inp)
+        for index in range(start, len(calls)):
+            call = calls[index]
+            prepared = self.tools.prepare(call, ctx, enabled)
+            step_no = len(state.steps) + 1
+            if prepared.tool is not None and prepared.tool.write and prepared.error is None:
+                step = _step(step_no, thought, call, prepared.params, None)
                 state.steps.append(step)
                 await emit(events.run_step(cid, rid, **step))
-                request.messages.append(
-                    {"role": "tool", "tool_call_id": call.id, "content": result.observation}
+                return Pause(
+                    tool_call_id=call.id,
+                    tool=call.name,
+                    params=prepared.params,
+                    step=step_no,
+                    continuation={
+                        "messages": request.messages,
+                        "calls": [asdict(c) for c in calls],
+                        "index": index,
+                        "step": step_no,
+                        "thought": thought,
+                        "round": 0,
+                        "state": state.snapshot(),
+                    },
                 )
-            await emit(events.run_status(cid, rid, "generating"))
+            if prepared.error is not None or prepared.tool is None:
+                result = prepared.error or ToolResult("error: the tool cannot run", ok=False)
+            else:
+                result = await self.tools.run(prepared.tool, prepared.params, ctx)
+            step = _step(step_no, thought, call, prepared.params, result.observation)
+            state.steps.append(step)
+            await emit(events.run_step(cid, rid, **step))
+            request.messages.append(_tool_message(call.id, result.observation))
+        return None
 
     @staticmethod
     async def _token(state: RunState, text: str, emit: Emit) -> None:
@@ -190,8 +335,58 @@ class Agent:
         await emit(events.run_token(state.conversation_id, state.run_id, text))
 
 
+def _enabled(inp: RunInput) -> list[str]:
+    """The bot's tools that can work: knowledge search needs sources, data tools a database."""
+    enabled = []
+    for name in inp.config.get("tools", ()):
+        if name == "search_knowledge" and not inp.has_knowledge:
+            continue
+        if name in DATA_TOOL_NAMES:
+            if inp.data is None:
+                continue
+            action = {
+                "create_record": "create",
+                "update_record": "update",
+                "delete_record": "delete",
+            }.get(name, "read")
+            if not inp.data.schema.allows(action):
+                continue
+        enabled.append(name)
+    return enabled
+
+
+def _with_round(pause: Pause, round_no: int) -> Pause:
+    pause.continuation["round"] = round_no
+    return pause
+
+
+def _step(
+    step_no: int, thought: str, call: ToolCallRequest, params: Any, observation: str | None
+) -> dict[str, Any]:
+    step: dict[str, Any] = {
+        "step": step_no,
+        "thought": thought,
+        "action": call.name,
+        "params": params,
+        "tool_call_id": call.id,
+    }
+    if observation is not None:
+        step["observation"] = observation
+    return step
+
+
+def _tool_message(call_id: str, content: str) -> dict[str, Any]:
+    return {"role": "tool", "tool_call_id": call_id, "content": content}
+
+
 def _messages(inp: RunInput, passages: Sequence[Passage]) -> list[dict[str, Any]]:
     system = inp.config.get("instructions") or ""
+    if inp.data is not None and inp.data.schema.tables:
+        system += (
+            "\n\nYou can work on the company's database with the data tools. Its tables "
+            "(columns; what you may do):\n" + inp.data.schema.describe() + "\nCreating, "
+            "changing or deleting a row asks the user to confirm first; call the tool and wait."
+        )
     if passages:
         numbered = "\n\n".join(
             f"[{i}] {p.title} ({p.url})\n{p.text[:PASSAGE_CHARS]}"

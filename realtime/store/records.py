@@ -174,3 +174,33 @@ class ChunkHit:
     url: str
     text: str
     rank: float
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """A write that waits for the visitor, with the continuation of its paused run."""
+
+    id: str
+    conversation_id: str
+    run_id: str
+    tool_call_id: str
+    tool: str
+    params: dict[str, Any]
+    step: int
+    status: str  # pending | approved | rejected | expired
+    continuation: dict[str, Any]
+    created_at: datetime
+    expires_at: datetime
+    decided_by: str | None = None
+    resolved_at: datetime | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "tool_call_id": self.tool_call_id,
+            "run_id": self.run_id,
+            "tool": self.tool,
+            "params": self.params,
+            "step": self.step,
+            "status": self.status,
+            "expires_at": iso(self.expires_at),
+        }

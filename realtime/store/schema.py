@@ -171,3 +171,28 @@ knowledge_chunks = Table(
     Index("ix_knowledge_chunks_bot", "bot_uuid"),
     Index("ix_knowledge_chunks_source", "source_id"),
 )
+
+confirmations = Table(
+    "confirmations",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column(
+        "conversation_id",
+        String(ID),
+        ForeignKey("conversations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("run_id", String(ID), nullable=False),
+    Column("tool_call_id", String(128), nullable=False),
+    Column("tool", String(64), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | approved | rejected | expired
+    Column("decided_by", String(32)),
+    Column("continuation", JSON, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("expires_at", DateTime, nullable=False),
+    Column("resolved_at", DateTime),
+    Index("ix_confirmations_conversation", "conversation_id", "tool_call_id"),
+    Index("ix_confirmations_status", "status", "expires_at"),
+)

@@ -24,6 +24,7 @@ from realtime.errors import RateLimited, RealtimeError
 from realtime.events import TYPING, Frame
 from realtime.protocol import (
     Command,
+    ConfirmationResolve,
     Hello,
     MessageSend,
     Ping,
@@ -146,6 +147,21 @@ class VisitorConnection:
         elif isinstance(command, RunCancel):
             run_id = await self.engine.cancel_run(session, command.conversation_id, command.run_id)
             self._send("ack", command.id, conversation_id=command.conversation_id, run_id=run_id)
+        elif isinstance(command, ConfirmationResolve):
+            await self.engine.resolve_confirmation(
+                session,
+                command.conversation_id,
+                command.tool_call_id,
+                command.decision,
+                command.params,
+            )
+            self._send(
+                "ack",
+                command.id,
+                conversation_id=command.conversation_id,
+                tool_call_id=command.tool_call_id,
+                decision=command.decision,
+            )
         elif isinstance(command, Typing):
             await self.engine.typing(session, command.conversation_id, command.on)
             if command.id is not None:

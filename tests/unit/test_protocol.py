@@ -15,6 +15,7 @@ from realtime.protocol import (
     MAX_ID_CHARS,
     PARSERS,
     Command,
+    ConfirmationResolve,
     Hello,
     MessageSend,
     Ping,
@@ -28,13 +29,23 @@ from realtime.protocol import (
     parse_command,
 )
 
-COMMAND_TYPES = (Hello, MessageSend, Subscribe, Unsubscribe, RunCancel, Typing, Ping)
+COMMAND_TYPES = (
+    Hello,
+    MessageSend,
+    Subscribe,
+    Unsubscribe,
+    RunCancel,
+    ConfirmationResolve,
+    Typing,
+    Ping,
+)
 TYPE_OF = {
     "hello": Hello,
     "message.send": MessageSend,
     "subscribe": Subscribe,
     "unsubscribe": Unsubscribe,
     "run.cancel": RunCancel,
+    "confirmation.resolve": ConfirmationResolve,
     "typing": Typing,
     "ping": Ping,
 }
@@ -53,6 +64,9 @@ KNOWN_KEYS = frozenset(
         "epoch",
         "run_id",
         "on",
+        "tool_call_id",
+        "decision",
+        "params",
     }
 )
 DOCUMENTED_CODES = {"invalid_json", "missing_field", "invalid_field", "unknown_type"}
@@ -625,6 +639,20 @@ def valid_commands(draw: st.DrawFn) -> tuple[dict[str, Any], Command]:
         frame["conversation_id"] = conversation_id
         put(frame, "on", on)
         expected = Typing(id=cid, conversation_id=conversation_id, on=value_of(on, True))
+    elif kind == "confirmation.resolve":
+        conversation_id = draw(text_of(64))
+        tool_call_id = draw(text_of(128))
+        decision = draw(st.sampled_from(["approve", "reject"]))
+        params = draw(optional(st.dictionaries(st.text(max_size=8), small_json_values, max_size=3)))
+        frame.update(conversation_id=conversation_id, tool_call_id=tool_call_id, decision=decision)
+        put(frame, "params", params)
+        expected = ConfirmationResolve(
+            id=cid,
+            conversation_id=conversation_id,
+            tool_call_id=tool_call_id,
+            decision=decision,
+            params=value_of(params),
+        )
     else:
         expected = Ping(id=cid)
     return frame, expected
@@ -655,6 +683,7 @@ def test_field_errors_echo_a_valid_id(case: tuple[dict[str, Any], Command], junk
         Unsubscribe: "conversation_id",
         RunCancel: "conversation_id",
         Typing: "conversation_id",
+        ConfirmationResolve: "tool_call_id",
     }[type(expected)]
     del frame[required]
     exc = parse_error(orjson.dumps(frame).decode())

@@ -1,0 +1,157 @@
+"""Pending writes: resolving them exactly once, and expiring them.
+
+A run that calls a write tool pauses (:mod:`realtime.runs`): the pending confirmation, with
+the run's continuation, is stored, and no task waits for it. A decision (approve, reject,
+or an edit of the params) may come from any transport, on any process, after any
+reconnect: :meth:`Confirmations.resolve` checks it, *claims* the confirmation in the store
+(one conditional update, so of two concurrent decisions exactly one wins), and hands the
+run to its conversation's actor, which resumes it from the store. A new message rejects the
+pending write (DECISIONS 11); a sweeper expires the ones nobody answered in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from realtime.agent.tools import ToolContext, ToolRegistry
+from realtime.bots import with_defaults
+from realtime.errors import Conflict, NotFound, ProtocolError
+from realtime.knowledge.retrieval import Retriever
+from realtime.runs import NEW_MESSAGE, Resolution, RunManager, Turn
+from realtime.store import Confirmation, Store, utcnow
+
+log = logging.getLogger("realtime.confirmations")
+
+DECISIONS = ("approve", "reject")
+
+
+class Confirmations:
+    def __init__(
+        self,
+        store: Store,
+        runs: RunManager,
+        tools: ToolRegistry,
+        retriever: Retriever,
+        *,
+        sweep_interval: float = 1.0,
+    ) -> None:
+        self._store = store
+        self._runs = runs
+        self._tools = tools
+        self._retriever = retriever
+        self._sweep_interval = sweep_interval
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def resolve(
+        self,
+        conversation_id: str,
+        bot_uuid: str,
+        tool_call_id: str,
+        decision: str,
+        *,
+        params: dict[str, Any] | None = None,
+        by: str = "visitor",
+    ) -> Confirmation:
+        """Approve or reject the conversation's pending write ``tool_call_id``.
+
+        Raises ``confirmation_not_found``, ``confirmation_not_pending`` (already decided),
+        ``confirmation_expired`` or ``invalid_params`` (edited params that do not fit); in
+        each case nothing changes.
+        """
+        if decision not in DECISIONS:
+            raise ProtocolError("invalid_field", "'decision' must be 'approve' or 'reject'")
+        confirmation = await self._store.find_confirmation(conversation_id, tool_call_id)
+        if confirmation is None:
+            raise NotFound("confirmation_not_found", "no such pending confirmation")
+        if confirmation.status == "expired" or (
+            confirmation.status == "pending" and confirmation.expires_at <= utcnow()
+        ):
+            raise Conflict("confirmation_expired", "this confirmation has expired")
+        if confirmation.status != "pending":
+            raise Conflict(
+                "confirmation_not_pending", f"this confirmation was already {confirmation.status}"
+            )
+        run_params = confirmation.params
+        if decision == "approve" and params is not None:
+            await self._check_params(confirmation, bot_uuid, params)
+            run_params = params
+        status = "approved" if decision == "approve" else "rejected"
+        edited = params if decision == "approve" else None
+        if not await self._store.claim_confirmation(confirmation.id, status, by, edited):
+            raise Conflict("confirmation_not_pending", "this confirmation was already decided")
+        await self._continue(
+            confirmation, bot_uuid, Resolution(confirmation, status, run_params, by)
+        )
+        return confirmation
+
+    async def reject_pending(self, conversation_id: str, bot_uuid: str) -> bool:
+        """A new message arrived: reject the conversation's pending write, if any."""
+        confirmation = await self._store.find_confirmation(conversation_id)
+        if confirmation is None:
+            return False
+        if not await self._store.claim_confirmation(confirmation.id, "rejected", NEW_MESSAGE):
+            return False
+        resolution = Resolution(confirmation, "rejected", confirmation.params, NEW_MESSAGE)
+        await self._continue(confirmation, bot_uuid, resolution)
+        return True
+
+    async def expire_due(self) -> int:
+        """Expire every pending write past its deadline; return how many this call expired."""
+        expired = 0
+        for confirmation in await self._store.expired_confirmations():
+            if not await self._store.claim_confirmation(confirmation.id, "expired", "timeout"):
+                continue  # decided meanwhile
+            conversation = await self._store.get_conversation(confirmation.conversation_id)
+            if conversation is None:
+                continue
+            resolution = Resolution(confirmation, "expired", confirmation.params, "timeout")
+            await self._continue(confirmation, conversation.bot_uuid, resolution)
+            expired += 1
+        return expired
+
+    async def _continue(
+        self, confirmation: Confirmation, bot_uuid: str, resolution: Resolution
+    ) -> None:
+        run = await self._store.get_run(confirmation.run_id)
+        message = await self._store.get_message(run.message_id) if run is not None else None
+        if message is None:
+            log.error("confirmation %s has no run or message", confirmation.id)
+            return
+        self._runs.submit(
+            Turn(confirmation.run_id, confirmation.conversation_id, bot_uuid, message, resolution),
+            reserved=False,
+        )
+
+    async def _check_params(
+        self, confirmation: Confirmation, bot_uuid: str, params: dict[str, Any]
+    ) -> None:
+        tool = self._tools.tools.get(confirmation.tool)
+        bot = await self._store.get_bot_by_uuid(bot_uuid)
+        if tool is None or bot is None:
+            raise Conflict("confirmation_not_pending", "this action can no longer run")
+        data = await self._runs.data_source(with_defaults(bot.config))
+        problem = self._tools.check(tool, params, ToolContext(bot_uuid, self._retriever, [], data))
+        if problem is not None:
+            raise ProtocolError("invalid_params", problem.observation.removeprefix("error: "))
+
+    # -- the sweeper -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="confirmation-sweeper")
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_interval)
+            try:
+                await self.expire_due()
+            except Exception:  # a failed sweep is retried on the next tick
+                log.exception("expiring confirmations failed")
