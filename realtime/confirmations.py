@@ -87,16 +87,19 @@ class Confirmations:
         )
         return confirmation
 
-    async def reject_pending(self, conversation_id: str, bot_uuid: str) -> bool:
-        """A new message arrived: reject the conversation's pending write, if any."""
+    async def reject_pending(
+        self, conversation_id: str, bot_uuid: str, *, by: str = NEW_MESSAGE
+    ) -> str | None:
+        """Reject the conversation's pending write, if any, ending its run (a new message
+        arrived, or the run was cancelled). Returns the ended run's id."""
         confirmation = await self._store.find_confirmation(conversation_id)
         if confirmation is None:
-            return False
-        if not await self._store.claim_confirmation(confirmation.id, "rejected", NEW_MESSAGE):
-            return False
-        resolution = Resolution(confirmation, "rejected", confirmation.params, NEW_MESSAGE)
+            return None
+        if not await self._store.claim_confirmation(confirmation.id, "rejected", by):
+            return None
+        resolution = Resolution(confirmation, "rejected", confirmation.params, by)
         await self._continue(confirmation, bot_uuid, resolution)
-        return True
+        return confirmation.run_id
 
     async def expire_due(self) -> int:
         """Expire every pending write past its deadline; return how many this call expired."""

@@ -34,7 +34,7 @@ from realtime.events import Frame
 from realtime.knowledge.retrieval import Retriever
 from realtime.limits import RateLimiter
 from realtime.metrics import Metrics
-from realtime.runs import RunManager, Turn
+from realtime.runs import CANCEL, RunManager, Turn
 from realtime.store import Bot, Confirmation, Conversation, Message, Store
 from realtime.streams import Streams
 from realtime.types import Identity, is_uuid, new_id
@@ -318,7 +318,17 @@ class Engine:
     async def cancel_run(
         self, session: Session, conversation_id: str, run_id: str | None = None
     ) -> str:
+        """Stop the conversation's run: the one generating, or the one waiting for a
+        confirmation (its write is rejected). Raises ``no_active_run``."""
         await self.conversation_for(session, conversation_id)
+        if self.runs.active(conversation_id) is None:
+            pending = await self.store.find_confirmation(conversation_id)
+            if pending is not None and run_id in (None, pending.run_id):
+                ended = await self.confirmations.reject_pending(
+                    conversation_id, session.bot.uuid, by=CANCEL
+                )
+                if ended is not None:
+                    return ended
         return self.runs.cancel(conversation_id, run_id)
 
     async def resolve_confirmation(

@@ -38,6 +38,7 @@ log = logging.getLogger("realtime.runs")
 
 Publish = Callable[[events.Event], Awaitable[events.Frame]]
 NEW_MESSAGE = "new_message"  # who rejected a pending write by writing a new message
+CANCEL = "cancel"  # who rejected a pending write by cancelling its run
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,7 @@ class Resolution:
 
     @property
     def resumes(self) -> bool:
-        return self.decision in ("approved", "rejected") and self.by != NEW_MESSAGE
+        return self.decision in ("approved", "rejected") and self.by not in (NEW_MESSAGE, CANCEL)
 
 
 @dataclass(frozen=True, slots=True)

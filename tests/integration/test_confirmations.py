@@ -470,3 +470,42 @@ async def test_a_pending_write_survives_a_restart(tmp_path: Path, fake_llm: Fake
     assert rest[-1]["message"]["content"] == "Added after all."
     assert widgets(tmp_path) == 1
     await asyncio.sleep(0.01 * UNIT)
+
+
+async def test_cancel_ends_a_waiting_run(
+    llm_server: RunningServer, fake_llm: FakeOpenAI, tmp_path: Path
+) -> None:
+    fake_llm.add(
+        last_user("add a widget, or not"), [ToolCall("create_record", WIDGET, id="call_k1")]
+    )
+    async with ws_client(llm_server) as client:
+        await client.hello()
+        frames = await ask_until_confirmation(client, "add a widget, or not")
+        cid, run_id = frames[0]["conversation_id"], frames[-1]["run_id"]
+        await client.send(type="run.cancel", id="stop", conversation_id=cid)
+        rest = await until(client, *TERMINAL)
+        await client.send(
+            type="confirmation.resolve",
+            id="late",
+            conversation_id=cid,
+            tool_call_id="call_k1",
+            decision="approve",
+        )
+        late = await client.recv()
+    assert rest[0] == {"type": "ack", "id": "stop", "conversation_id": cid, "run_id": run_id}
+    resolved = only(rest, "confirmation.resolved")[0]
+    assert (resolved["decision"], resolved["by"]) == ("rejected", "cancel")
+    assert rest[-1]["type"] == "run.cancelled" and rest[-1]["message"] is None
+    assert late["code"] == "confirmation_not_pending"
+    assert widgets(tmp_path) == 0
+
+
+async def test_the_offline_responder_never_proposes_writes(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    async with ws_client(server) as client:
+        await client.hello()
+        frames = await client.ask("Please create a product called New Widget for 29.99")
+    assert frames[-1]["type"] == "run.completed"
+    assert not only(frames, "confirmation.requested") and not only(frames, "run.step")
+    assert widgets(tmp_path) == 0
