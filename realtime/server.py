@@ -90,6 +90,8 @@ def serve(settings: Settings) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if settings.log_level.lower() != "debug":
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per plugin otherwise
     uvicorn.run(
         create_app(settings),
         host=settings.host,

@@ -21,7 +21,7 @@ _PASSAGE_BONUS = 0.1
 _FIRST_SENTENCE_BONUS = 0.05
 _SHORT_PENALTY = 0.1  # fragments of fewer than 4 words ("Shipping", "Step 2")
 _LONG_PENALTY = 0.1  # run-on "sentences" over 400 characters
-_CODE_PENALTY = 0.3  # lines of JSON or code: they rarely answer a question by themselves
+_CODE_PENALTY = 0.6  # lines of JSON or code: they rarely answer a question by themselves
 _CODE_CHARS = frozenset('{}[]"=<>|`;')
 _MAX_TITLE = 100
 
