@@ -52,6 +52,18 @@ async def ask_until_confirmation(client: Client, content: str) -> list[dict[str,
     return await until(client, "awaiting_confirmation")
 
 
+async def resolve(
+    client: Client, conversation_id: str, tool_call_id: str, decision: str, **extra: Any
+) -> None:
+    await client.send(
+        type="confirmation.resolve",
+        conversation_id=conversation_id,
+        tool_call_id=tool_call_id,
+        decision=decision,
+        **extra,
+    )
+
+
 async def until(client: Client, *kinds: str) -> list[dict[str, Any]]:
     """Frames up to the first whose type, or whose run.status stage, is one of ``kinds``."""
     frames = []
@@ -107,13 +119,7 @@ async def test_write_waits_then_runs_once_when_approved(
         assert widgets(tmp_path) == 0, "a write ran before confirmation"
         assert len(fake_llm.requests) == 1
 
-        await client.send(
-            type="confirmation.resolve",
-            id="ok",
-            conversation_id=cid,
-            tool_call_id="call_w1",
-            decision="approve",
-        )
+        await resolve(client, cid, "call_w1", "approve", id="ok")
         rest = await until(client, *TERMINAL)
     ack = rest[0]
     assert ack == {
@@ -153,13 +159,7 @@ async def test_rejected_write_never_runs_and_the_model_is_told(
         await client.hello()
         frames = await ask_until_confirmation(client, "add a widget please")
         cid = frames[0]["conversation_id"]
-        await client.send(
-            type="confirmation.resolve",
-            id="no",
-            conversation_id=cid,
-            tool_call_id="call_r1",
-            decision="reject",
-        )
+        await resolve(client, cid, "call_r1", "reject", id="no")
         rest = await until(client, *TERMINAL)
     resolved = only(rest, "confirmation.resolved")[0]
     assert (resolved["decision"], resolved["by"]) == ("rejected", "visitor")
@@ -186,33 +186,12 @@ async def test_edited_params_are_validated_then_used(
         frames = await ask_until_confirmation(client, "add a widget, edit it")
         cid = frames[0]["conversation_id"]
         bad = {"table": "products", "data": {"colour": "red"}}
-        await client.send(
-            type="confirmation.resolve",
-            id="bad",
-            conversation_id=cid,
-            tool_call_id="call_e1",
-            decision="approve",
-            params=bad,
-        )
+        await resolve(client, cid, "call_e1", "approve", id="bad", params=bad)
         error = await client.recv()
         other_table = {"table": "customers", "data": {"name": "x"}}
-        await client.send(
-            type="confirmation.resolve",
-            id="bad2",
-            conversation_id=cid,
-            tool_call_id="call_e1",
-            decision="approve",
-            params=other_table,
-        )
+        await resolve(client, cid, "call_e1", "approve", id="bad2", params=other_table)
         error2 = await client.recv()
-        await client.send(
-            type="confirmation.resolve",
-            id="good",
-            conversation_id=cid,
-            tool_call_id="call_e1",
-            decision="approve",
-            params=edited,
-        )
+        await resolve(client, cid, "call_e1", "approve", id="good", params=edited)
         rest = await until(client, *TERMINAL)
     assert (error["code"], error["id"]) == ("invalid_params", "bad")
     assert "colour" in error["message"]
@@ -233,13 +212,7 @@ async def test_unanswered_confirmation_expires(tmp_path: Path, fake_llm: FakeOpe
         frames = await ask_until_confirmation(client, "add a widget later")
         cid = frames[0]["conversation_id"]
         rest = await until(client, *TERMINAL)
-        await client.send(
-            type="confirmation.resolve",
-            id="late",
-            conversation_id=cid,
-            tool_call_id="call_x1",
-            decision="approve",
-        )
+        await resolve(client, cid, "call_x1", "approve", id="late")
         late = await client.recv()
     resolved = only(rest, "confirmation.resolved")[0]
     assert (resolved["decision"], resolved["by"]) == ("expired", "timeout")
@@ -301,13 +274,7 @@ async def test_approve_after_reconnecting_on_a_new_socket(
     assert history["pending_confirmation"]["params"] == WIDGET
     async with ws_client(llm_server) as client:
         await client.hello(resume={"conversation_id": cid, "after_seq": last, "epoch": epoch})
-        await client.send(
-            type="confirmation.resolve",
-            id="ok",
-            conversation_id=cid,
-            tool_call_id="call_n1",
-            decision="approve",
-        )
+        await resolve(client, cid, "call_n1", "approve", id="ok")
         rest = await until(client, *TERMINAL)
     assert rest[0]["type"] == "ack"
     assert rest[-1]["type"] == "run.completed"
@@ -328,29 +295,11 @@ async def test_another_session_cannot_resolve(
         await intruder.hello(session_id="intruder")
         frames = await ask_until_confirmation(owner, "add a widget, mine")
         cid = frames[0]["conversation_id"]
-        await intruder.send(
-            type="confirmation.resolve",
-            id="x",
-            conversation_id=cid,
-            tool_call_id="call_o1",
-            decision="approve",
-        )
+        await resolve(intruder, cid, "call_o1", "approve", id="x")
         refused = await intruder.recv()
-        await owner.send(
-            type="confirmation.resolve",
-            id="y",
-            conversation_id=cid,
-            tool_call_id="call_unknown",
-            decision="approve",
-        )
+        await resolve(owner, cid, "call_unknown", "approve", id="y")
         unknown = await owner.recv()
-        await owner.send(
-            type="confirmation.resolve",
-            id="z",
-            conversation_id=cid,
-            tool_call_id="call_o1",
-            decision="maybe",
-        )
+        await resolve(owner, cid, "call_o1", "maybe", id="z")
         invalid = await owner.recv()
     assert (refused["code"], refused["id"]) == ("conversation_not_found", "x")
     assert (unknown["code"], unknown["id"]) == ("confirmation_not_found", "y")
@@ -411,13 +360,7 @@ async def test_several_writes_in_one_turn_are_confirmed_one_by_one(
         frames = await ask_until_confirmation(client, "add two widgets")
         cid = frames[0]["conversation_id"]
         assert [r["tool_call_id"] for r in only(frames, "confirmation.requested")] == ["call_a"]
-        await client.send(
-            type="confirmation.resolve",
-            id="1",
-            conversation_id=cid,
-            tool_call_id="call_a",
-            decision="approve",
-        )
+        await resolve(client, cid, "call_a", "approve", id="1")
         middle = await until(client, "awaiting_confirmation")
         assert widgets(tmp_path) == 1 and widgets(tmp_path, "Second Widget") == 0
         steps = only(middle, "run.step")
@@ -427,13 +370,7 @@ async def test_several_writes_in_one_turn_are_confirmed_one_by_one(
             (3, "call_c"),
         ]
         assert steps[1]["observation"] == "Count: 81" and "observation" not in steps[2]
-        await client.send(
-            type="confirmation.resolve",
-            id="2",
-            conversation_id=cid,
-            tool_call_id="call_c",
-            decision="approve",
-        )
+        await resolve(client, cid, "call_c", "approve", id="2")
         rest = await until(client, *TERMINAL)
     assert rest[-1]["type"] == "run.completed"
     assert widgets(tmp_path) == 1 and widgets(tmp_path, "Second Widget") == 1
@@ -458,13 +395,7 @@ async def test_a_pending_write_survives_a_restart(tmp_path: Path, fake_llm: Fake
         await client.hello()
         await client.send(type="subscribe", id="s", conversation_id=cid)
         await client.recv()
-        await client.send(
-            type="confirmation.resolve",
-            id="ok",
-            conversation_id=cid,
-            tool_call_id="call_s1",
-            decision="approve",
-        )
+        await resolve(client, cid, "call_s1", "approve", id="ok")
         rest = await until(client, *TERMINAL)
     assert rest[-1]["type"] == "run.completed"
     assert rest[-1]["message"]["content"] == "Added after all."
@@ -484,13 +415,7 @@ async def test_cancel_ends_a_waiting_run(
         cid, run_id = frames[0]["conversation_id"], frames[-1]["run_id"]
         await client.send(type="run.cancel", id="stop", conversation_id=cid)
         rest = await until(client, *TERMINAL)
-        await client.send(
-            type="confirmation.resolve",
-            id="late",
-            conversation_id=cid,
-            tool_call_id="call_k1",
-            decision="approve",
-        )
+        await resolve(client, cid, "call_k1", "approve", id="late")
         late = await client.recv()
     assert rest[0] == {"type": "ack", "id": "stop", "conversation_id": cid, "run_id": run_id}
     resolved = only(rest, "confirmation.resolved")[0]
