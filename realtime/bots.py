@@ -22,7 +22,7 @@ DEFAULT_INSTRUCTIONS = (
     "and offer to connect the visitor with a human."
 )
 
-KNOWN_TOOLS = frozenset({"search_knowledge", *DATA_TOOL_NAMES})
+KNOWN_TOOLS = frozenset({"search_knowledge", "request_handoff", *DATA_TOOL_NAMES})
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +123,7 @@ FIELDS: dict[str, _Field] = {
     "handoff_offline_message": _Field(None, _string(2000, nullable=True)),
     "handoff_agent_label": _Field(None, _string(100, nullable=True)),
     "contact_form_enabled": _Field(False, _boolean),
+    "agent_confirmations": _Field(False, _boolean),  # agents may approve the visitor's writes
     "citations_enabled": _Field(True, _boolean),
     "include_links": _Field(True, _boolean),
     "citation_threshold": _Field(None, _number(0, 1, nullable=True)),

@@ -39,6 +39,9 @@ class Settings:
     max_tool_steps: int = 5  # REALTIME_MAX_TOOL_STEPS: model calls per run that use tools
     history_messages: int = 20  # REALTIME_HISTORY_MESSAGES: past messages sent to the model
     confirmation_ttl: float = 600.0  # REALTIME_CONFIRMATION_TTL: seconds a write waits
+    handoff_timeout: float = 600.0  # REALTIME_HANDOFF_TIMEOUT: unclaimed requests return to bot
+    presence_grace: float = 30.0  # REALTIME_PRESENCE_GRACE: an agent stays online after leaving
+    agent_token_ttl: float = 86400.0  # REALTIME_AGENT_TOKEN_TTL: console login tokens
     # protocol limits
     max_message_chars: int = 8000  # REALTIME_MAX_MESSAGE_CHARS
     max_frame_bytes: int = 65536  # REALTIME_MAX_FRAME_BYTES: larger frames get an error

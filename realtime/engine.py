@@ -29,8 +29,9 @@ from realtime.broker.base import Broker
 from realtime.config import Settings
 from realtime.confirmations import Confirmations
 from realtime.data.source import DataSources
-from realtime.errors import AuthError, Forbidden, NotFound, ProtocolError, RateLimited
+from realtime.errors import AuthError, Conflict, Forbidden, NotFound, ProtocolError, RateLimited
 from realtime.events import Frame
+from realtime.handoff import Handoffs, asks_for_human
 from realtime.knowledge.retrieval import Retriever
 from realtime.limits import RateLimiter
 from realtime.metrics import Metrics
@@ -136,6 +137,15 @@ class Engine:
             node_id=self.node_id,
             data=self.data,
         )
+        self.handoffs = Handoffs(
+            store,
+            self.streams,
+            self.publish,
+            self.runs,
+            presence_grace=settings.presence_grace,
+            timeout=settings.handoff_timeout,
+        )
+        self.runs.on_handoff = self._handoff_from_run
         self.confirmations = Confirmations(
             store,
             self.runs,
@@ -155,8 +165,10 @@ class Engine:
         if failed or requeued:
             log.info("recovered runs: %d interrupted, %d requeued", failed, requeued)
         self.confirmations.start()
+        self.handoffs.start(min(1.0, self.settings.handoff_timeout / 4))
 
     async def stop(self) -> None:
+        await self.handoffs.stop()
         await self.confirmations.stop()
         await self.runs.drain(self.settings.drain_timeout)
         await self.provider.close()
@@ -278,28 +290,36 @@ class Engine:
         if conversation_id is not None:
             await self.conversation_for(session, conversation_id)
             self.runs.reserve(conversation_id)
+        # A visitor asking for a person, where the bot hands off by itself: no run.
+        config = session.config
+        wants_human = (
+            config["handoff_enabled"]
+            and config["handoff_trigger"] in ("auto", "both")
+            and asks_for_human(content)
+        )
         run_id = new_id()
         try:
-            message, created = await self.store.add_user_message(
+            stored = await self.store.add_user_message(
                 tenant_id=identity.tenant,
                 owner=identity.key,
                 bot_uuid=session.bot.uuid,
                 conversation_id=conversation_id,
                 content=content,
                 client_id=client_id,
-                run_id=run_id,
+                run_id=None if wants_human else run_id,
                 node=self.node_id,
             )
         except BaseException:
             if conversation_id is not None:
                 self.runs.release(conversation_id)
             raise
-        if not created:
-            if conversation_id is not None:
-                self.runs.release(conversation_id)
+        message = stored.message
+        answered = stored.created and stored.status == "bot" and not wants_human
+        if conversation_id is not None and not answered:
+            self.runs.release(conversation_id)
+        if not stored.created:
             return Accepted(message.conversation_id, message.id, duplicate=True)
         cid = message.conversation_id
-        turn = Turn(run_id, cid, session.bot.uuid, message)
         if conversation_id is not None:
             # A write waiting for confirmation is rejected by the new message (DECISIONS 11).
             await self.confirmations.reject_pending(cid, session.bot.uuid)
@@ -310,10 +330,39 @@ class Engine:
             if on_accepted is not None:
                 await on_accepted(accepted)
             await self.publish(events.message_created(cid, message.to_wire()))
+            if stored.reopened:
+                await self.publish(events.conversation_updated(cid, status="bot", agent=None))
         finally:
             # The message and its run are stored: it is answered even if the sender vanished.
-            self.runs.submit(turn, reserved=conversation_id is not None)
+            if answered:
+                self.runs.submit(
+                    Turn(run_id, cid, session.bot.uuid, message),
+                    reserved=conversation_id is not None,
+                )
+        if wants_human:
+            conversation = await self._conversation(cid)
+            if conversation.status in ("bot", "closed"):
+                await self.handoffs.request(conversation, "message")
         return accepted
+
+    async def request_handoff(self, session: Session, conversation_id: str) -> bool:
+        """The visitor's button: queue the conversation for a person (False: already is)."""
+        conversation = await self.conversation_for(session, conversation_id)
+        if conversation.status in ("pending_human", "with_human"):
+            return False
+        return await self.handoffs.request(conversation, "button")
+
+    async def cancel_handoff(self, session: Session, conversation_id: str) -> None:
+        conversation = await self.conversation_for(session, conversation_id)
+        await self.handoffs.cancel(conversation)
+
+    async def _handoff_from_run(self, conversation_id: str, reason: str) -> None:
+        """A run asked for a person (the model's tool, or the offline responder)."""
+        conversation = await self._conversation(conversation_id)
+        try:
+            await self.handoffs.request(conversation, reason)
+        except Conflict as exc:
+            log.info("handoff from a run of %s refused: %s", conversation_id, exc.message)
 
     async def cancel_run(
         self, session: Session, conversation_id: str, run_id: str | None = None

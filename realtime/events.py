@@ -33,6 +33,11 @@ RUN_FAILED = "run.failed"
 RUN_CANCELLED = "run.cancelled"
 CONFIRMATION_REQUESTED = "confirmation.requested"
 CONFIRMATION_RESOLVED = "confirmation.resolved"
+HANDOFF_REQUESTED = "handoff.requested"
+HANDOFF_ACCEPTED = "handoff.accepted"
+HANDOFF_TRANSFERRED = "handoff.transferred"
+HANDOFF_RELEASED = "handoff.released"
+HANDOFF_CONTEXT = "handoff.context"
 TYPING = "typing"
 NOTICE = "notice"
 CONVERSATION_UPDATED = "conversation.updated"
@@ -210,11 +215,85 @@ def confirmation_resolved(
     )
 
 
-def typing(conversation_id: str, who: str, on: bool) -> Event:
-    body = orjson.dumps(
-        {"type": TYPING, "conversation_id": conversation_id, "ts": now_ms(), "who": who, "on": on}
+def typing(conversation_id: str, who: str, on: bool, agent: dict[str, Any] | None = None) -> Event:
+    fields: dict[str, Any] = {
+        "type": TYPING,
+        "conversation_id": conversation_id,
+        "ts": now_ms(),
+        "who": who,
+        "on": on,
+    }
+    if agent is not None:
+        fields["agent"] = agent
+    return Event(TYPING, conversation_id, orjson.dumps(fields), ephemeral=True)
+
+
+def handoff_requested(
+    conversation_id: str, *, queue_position: int, reason: str, agents_online: bool
+) -> Event:
+    return make(
+        HANDOFF_REQUESTED,
+        conversation_id,
+        queue_position=queue_position,
+        reason=reason,
+        agents_online=agents_online,
     )
-    return Event(TYPING, conversation_id, body, ephemeral=True)
+
+
+def handoff_accepted(conversation_id: str, agent: dict[str, Any], *, take_over: bool) -> Event:
+    return make(HANDOFF_ACCEPTED, conversation_id, agent=agent, take_over=take_over)
+
+
+def handoff_transferred(
+    conversation_id: str,
+    *,
+    from_agent: dict[str, Any],
+    agent: dict[str, Any] | None,
+    queue_position: int | None,
+    reason: str,
+) -> Event:
+    return make(
+        HANDOFF_TRANSFERRED,
+        conversation_id,
+        from_agent=from_agent,
+        agent=agent,
+        queue_position=queue_position,
+        reason=reason,
+    )
+
+
+def handoff_released(conversation_id: str, *, reason: str, agent: dict[str, Any] | None) -> Event:
+    return make(HANDOFF_RELEASED, conversation_id, reason=reason, agent=agent)
+
+
+def handoff_context(
+    conversation_id: str,
+    *,
+    agent: dict[str, Any],
+    summary: str,
+    visitor: dict[str, Any],
+    pending_confirmation: dict[str, Any] | None,
+) -> Event:
+    return make(
+        HANDOFF_CONTEXT,
+        conversation_id,
+        agent=agent,
+        summary=summary,
+        visitor=visitor,
+        pending_confirmation=pending_confirmation,
+    )
+
+
+def conversation_updated(
+    conversation_id: str, *, status: str, agent: dict[str, Any] | None
+) -> Event:
+    return make(CONVERSATION_UPDATED, conversation_id, status=status, agent=agent)
+
+
+def tenant_event(channel: str, type: str, **fields: Any) -> Event:
+    """An event of a tenant's console channel (queue and presence changes): live only."""
+    body = orjson.dumps({"type": type, "ts": now_ms(), **fields})
+    return Event(type, channel, body, ephemeral=True)
 
 
 def notice(conversation_id: str, code: str, message: str, level: str = "warning") -> Event:

@@ -8,7 +8,7 @@ read, so the error can echo it. Each command type has its own small parser in
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,17 +85,43 @@ class ConfirmationResolve:
 
 
 @dataclass(frozen=True, slots=True)
+class HandoffCommand:
+    """``handoff.request`` / ``handoff.cancel`` (visitors)."""
+
+    id: ClientId
+    action: str  # request | cancel
+    conversation_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Ping:
     id: ClientId
 
 
 Command = (
-    Hello | MessageSend | Subscribe | Unsubscribe | RunCancel | ConfirmationResolve | Typing | Ping
+    Hello
+    | MessageSend
+    | Subscribe
+    | Unsubscribe
+    | RunCancel
+    | ConfirmationResolve
+    | HandoffCommand
+    | Typing
+    | Ping
 )
 
 
-def parse_command(data: str, *, max_frame_bytes: int = 65536) -> Command:
-    """Parse one client text frame. Raises ProtocolError (with ``.id`` when known)."""
+Parser = Callable[[dict[str, Any], "ClientId"], Any]
+
+
+def parse_command(
+    data: str, *, max_frame_bytes: int = 65536, parsers: Mapping[str, Parser] | None = None
+) -> Any:
+    """Parse one client text frame with an endpoint's ``parsers`` (the visitor's by default).
+
+    Raises ProtocolError (with ``.id`` when known).
+    """
+    parsers = PARSERS if parsers is None else parsers
     if (
         len(data) * 4 > max_frame_bytes
         and len(data.encode("utf-8", "surrogatepass")) > max_frame_bytes
@@ -117,7 +143,7 @@ def parse_command(data: str, *, max_frame_bytes: int = 65536) -> Command:
     kind = obj.get("type")
     if kind is None:
         raise _error("missing_field", "'type' is required", client_id)
-    parser = PARSERS.get(kind) if isinstance(kind, str) else None
+    parser = parsers.get(kind) if isinstance(kind, str) else None
     if parser is None:
         raise _error("unknown_type", f"unknown message type {str(kind)[:40]!r}", client_id)
     try:
@@ -245,6 +271,13 @@ def _confirmation_resolve(obj: dict[str, Any], client_id: ClientId) -> Confirmat
     )
 
 
+def _handoff(action: str) -> Callable[[dict[str, Any], ClientId], HandoffCommand]:
+    def parse(obj: dict[str, Any], client_id: ClientId) -> HandoffCommand:
+        return HandoffCommand(client_id, action, _str(obj, "conversation_id", max_len=64))
+
+    return parse
+
+
 def _ping(obj: dict[str, Any], client_id: ClientId) -> Ping:
     return Ping(id=client_id)
 
@@ -256,6 +289,8 @@ PARSERS: dict[str, Callable[[dict[str, Any], ClientId], Command]] = {
     "unsubscribe": _unsubscribe,
     "run.cancel": _run_cancel,
     "confirmation.resolve": _confirmation_resolve,
+    "handoff.request": _handoff("request"),
+    "handoff.cancel": _handoff("cancel"),
     "typing": _typing,
     "ping": _ping,
 }

@@ -103,6 +103,8 @@ class RunManager:
         self._node_id = node_id
         self._actors: dict[str, _Actor] = {}
         self._accepting = True
+        # Called when a completed run asked for a person (set by the engine).
+        self.on_handoff: Callable[[str, str], Awaitable[None]] | None = None
 
     # -- queueing --------------------------------------------------------------------------
 
@@ -190,6 +192,13 @@ class RunManager:
             if turn.resolution is not None and not turn.resolution.resumes:
                 await self._end_paused(active, turn.resolution)
                 return
+            conversation = await self._store.get_conversation(cid)
+            bot_owns = conversation is not None and conversation.status == "bot"
+            if turn.resolution is None and not bot_owns:
+                # Handed to a person while this message waited: the bot stays silent.
+                await self._finish(active, "cancelled", None)
+                return
+            active.state.silent = not bot_owns
             await self._store.start_run(rid, self._node_id)
             if turn.resolution is None:
                 self._metrics.runs_started.inc()
@@ -221,6 +230,8 @@ class RunManager:
                 await self._pause(active, pause)
             else:
                 await self._finish(active, outcome, error)
+            if outcome == "completed" and active.state.handoff_reason and self.on_handoff:
+                await self.on_handoff(cid, active.state.handoff_reason)
         except Exception:
             log.exception("could not record the end of run %s", rid)
 

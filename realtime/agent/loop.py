@@ -20,8 +20,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from realtime import events
+from realtime.agent.offline import split_tokens
 from realtime.agent.provider import (
     Cite,
+    Handoff,
     ModelRequest,
     Provider,
     TextDelta,
@@ -59,6 +61,8 @@ class RunState:
     usage: dict[str, int] = field(default_factory=events.empty_usage)
     started: float = field(default_factory=time.monotonic)
     first_token_at: float | None = None
+    handoff_reason: str | None = None  # the run asked for a person: model | auto
+    silent: bool = False  # a person owns the conversation: finish a write, say nothing more
 
     @property
     def text(self) -> str:
@@ -155,6 +159,7 @@ class Decision:
 
 
 DECLINED = "The user declined this action; it was not executed."
+HANDOFF_TEXT = "I'm passing this conversation to a person from our team."
 SKIPPED = "Not executed: the user declined an earlier action of this step."
 
 
@@ -216,11 +221,15 @@ class Agent:
             await emit(events.run_step(cid, rid, **step))
             await emit(resolved)
             request.messages.append(_tool_message(call.id, result.observation))
+            if state.silent:  # a person owns the conversation now: the bot says nothing more
+                return None
             pause = await self._calls(inp, state, request, ctx, calls, index + 1, thought, emit)
             if pause is not None:
                 return _with_round(pause, continuation["round"])
         else:
             await emit(resolved)
+            if state.silent:
+                return None
             request.messages.append(_tool_message(call.id, DECLINED))
             for rest in calls[index + 1 :]:
                 request.messages.append(_tool_message(rest.id, SKIPPED))
@@ -240,6 +249,8 @@ class Agent:
             passages=state.passages,
             threshold=inp.threshold,
             offer_human=bool(inp.config.get("handoff_enabled")),
+            auto_handoff=bool(inp.config.get("handoff_enabled"))
+            and inp.config.get("handoff_trigger") in ("auto", "both"),
         )
 
     def _context(self, inp: RunInput, state: RunState) -> ToolContext:
@@ -266,6 +277,8 @@ class Agent:
                     state.add_usage(item)
                 elif isinstance(item, Cite):
                     state.cited = item.passages
+                elif isinstance(item, Handoff):
+                    state.handoff_reason = item.reason
             if not calls:
                 return None
             if round_no == self.max_tool_steps:
@@ -276,8 +289,18 @@ class Agent:
             pause = await self._calls(inp, state, request, ctx, calls, 0, thought, emit)
             if pause is not None:
                 return _with_round(pause, round_no)
+            if ctx.handoff_reason is not None:
+                await self._hand_off(state, ctx.handoff_reason, emit)
+                return None
             await emit(events.run_status(cid, rid, "generating"))
         return None
+
+    async def _hand_off(self, state: RunState, reason: str, emit: Emit) -> None:
+        """The model asked for a person: say so (unless it did) and end the run."""
+        state.handoff_reason = reason
+        if not state.parts:
+            for token in split_tokens(HANDOFF_TEXT):
+                await self._token(state, token, emit)
 
     async def _calls(
         self,
@@ -338,7 +361,12 @@ class Agent:
 def _enabled(inp: RunInput) -> list[str]:
     """The bot's tools that can work: knowledge search needs sources, data tools a database."""
     enabled = []
-    for name in inp.config.get("tools", ()):
+    config = inp.config
+    if config.get("handoff_enabled") and config.get("handoff_trigger") in ("auto", "both"):
+        enabled.append("request_handoff")
+    for name in config.get("tools", ()):
+        if name == "request_handoff":
+            continue
         if name == "search_knowledge" and not inp.has_knowledge:
             continue
         if name in DATA_TOOL_NAMES:
@@ -399,8 +427,18 @@ def _messages(inp: RunInput, passages: Sequence[Passage]) -> list[dict[str, Any]
     for message in inp.history:
         if message.role == "user":
             messages.append({"role": "user", "content": message.content})
-        elif message.role in ("assistant", "agent") and message.content:
+        elif message.role == "assistant" and message.content:
             messages.append({"role": "assistant", "content": message.content})
+        elif message.role == "agent":
+            label = (message.meta.get("agent") or {}).get("label", "a person from the team")
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": f"[{label}, a person from the team]: " + message.content,
+                }
+            )
+        elif message.role == "system" and message.meta.get("notice") == "released":
+            messages.append({"role": "system", "content": message.content})
     messages.append({"role": "user", "content": inp.question})
     return messages
 

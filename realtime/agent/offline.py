@@ -12,11 +12,12 @@ from collections.abc import AsyncIterator
 
 import anyio.lowlevel
 
-from realtime.agent.provider import Cite, ModelRequest, ProviderEvent, TextDelta, Usage
+from realtime.agent.provider import Cite, Handoff, ModelRequest, ProviderEvent, TextDelta, Usage
 from realtime.knowledge import compose_answer
 
 NOT_FOUND = "I'm sorry, I couldn't find anything about that in my sources."
 OFFER_HUMAN = " If you like, I can connect you with a person from our team."
+HANDING_OFF = " I'm passing your question to a person from our team."
 
 _TOKEN_RE = re.compile(r"\s*\S+")
 
@@ -42,7 +43,11 @@ class OfflineProvider:
     async def stream(self, request: ModelRequest) -> AsyncIterator[ProviderEvent]:
         answer = compose_answer(request.question, request.passages, threshold=request.threshold)
         if answer is None:
-            text = NOT_FOUND + (OFFER_HUMAN if request.offer_human else "")
+            if request.auto_handoff:
+                text = NOT_FOUND + HANDING_OFF
+                yield Handoff()
+            else:
+                text = NOT_FOUND + (OFFER_HUMAN if request.offer_human else "")
         else:
             text = answer.text
             yield Cite(answer.cited)

@@ -41,7 +41,14 @@ class Cite:
     passages: tuple[int, ...]
 
 
-ProviderEvent = TextDelta | ToolCallRequest | Usage | Cite
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """The offline responder could not answer and the bot hands off by itself."""
+
+    reason: str = "auto"
+
+
+ProviderEvent = TextDelta | ToolCallRequest | Usage | Cite | Handoff
 
 
 @dataclass(slots=True)
@@ -55,6 +62,7 @@ class ModelRequest:
     passages: list[Passage] = field(default_factory=list)  # retrieved, numbered [1..n]
     threshold: float = 0.3
     offer_human: bool = False
+    auto_handoff: bool = False  # hand off (not just offer) when there is no answer
 
 
 class Provider(Protocol):

@@ -31,6 +31,7 @@ class ToolContext:
     retriever: Retriever
     passages: list[Passage]  # the run's numbered passages; tools append to it
     data: DataSource | None = None  # the bot's data source, when it has one
+    handoff_reason: str | None = None  # set by request_handoff: the run ends, a person joins
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +176,29 @@ SEARCH_KNOWLEDGE = Tool(
 )
 
 
+# -- handoff --------------------------------------------------------------------------------
+
+
+async def request_handoff(params: dict[str, Any], ctx: ToolContext) -> ToolResult:
+    ctx.handoff_reason = "model"
+    return ToolResult("A person from the team has been asked to join this conversation.")
+
+
+REQUEST_HANDOFF = Tool(
+    name="request_handoff",
+    description=(
+        "Hand the conversation to a person from the team, when the visitor needs one or you "
+        "cannot help. The conversation continues with them."
+    ),
+    parameters={
+        "type": "object",
+        "properties": {"reason": {"type": "string", "description": "why, in a few words"}},
+        "additionalProperties": False,
+    },
+    handler=request_handoff,
+)
+
+
 # -- data (DECISIONS 15: Botovis's names and parameters) -------------------------------------
 
 _FILTERS = {
@@ -284,6 +308,7 @@ DATA_TOOL_NAMES = tuple(t.name for t in DATA_TOOLS)
 def default_registry() -> ToolRegistry:
     registry = ToolRegistry()
     registry.register(SEARCH_KNOWLEDGE)
+    registry.register(REQUEST_HANDOFF)
     for tool in DATA_TOOLS:
         registry.register(tool)
     return registry

@@ -1,6 +1,7 @@
 """Durable records: one schema, Alembic migrations, SQLite by default."""
 
 from realtime.store.records import (
+    Agent,
     ApiKey,
     Bot,
     ChunkHit,
@@ -16,6 +17,7 @@ from realtime.store.records import (
 from realtime.store.store import Store, async_url, hash_secret
 
 __all__ = [
+    "Agent",
     "ApiKey",
     "Bot",
     "ChunkHit",

@@ -84,6 +84,11 @@ class Conversation:
     epoch: int
     created_at: datetime
     updated_at: datetime
+    agent_id: str | None = None
+    queued_at: datetime | None = None
+    agent_read_at: datetime | None = None
+    handoff_reason: str | None = None
+    meta: dict[str, Any] | None = None
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -91,6 +96,7 @@ class Conversation:
             "bot_uuid": self.bot_uuid,
             "status": self.status,
             "title": self.title,
+            "agent_id": self.agent_id,
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
         }
@@ -128,6 +134,8 @@ class Message:
             wire["confidence"] = self.confidence
         if self.meta.get("client_id") is not None:
             wire["client_id"] = self.meta["client_id"]
+        if self.meta.get("agent") is not None:
+            wire["agent"] = self.meta["agent"]
         return wire
 
 
@@ -204,3 +212,31 @@ class Confirmation:
             "status": self.status,
             "expires_at": iso(self.expires_at),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    """A human support agent of a tenant."""
+
+    id: str
+    tenant_id: str
+    name: str
+    email: str
+    label: str
+    capacity: int
+    created_at: datetime
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "tenant": self.tenant_id,
+            "name": self.name,
+            "email": self.email,
+            "label": self.label,
+            "capacity": self.capacity,
+            "created_at": iso(self.created_at),
+        }
+
+    def public(self) -> dict[str, Any]:
+        """What a visitor may see of an agent."""
+        return {"id": self.id, "label": self.label}

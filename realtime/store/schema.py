@@ -79,7 +79,13 @@ conversations = Table(
     Column("meta", JSON),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
+    Column("agent_id", String(ID)),  # the human agent who owns it (status with_human)
+    Column("queued_at", DateTime),  # when it entered the handoff queue
+    Column("agent_read_at", DateTime),  # up to when its agent has read the visitor's messages
+    Column("handoff_reason", String(32)),  # why it left the bot: button | message | model | auto
     Index("ix_conversations_owner", "tenant_id", "owner"),
+    Index("ix_conversations_queue", "tenant_id", "status", "queued_at"),
+    Index("ix_conversations_agent", "agent_id", "status"),
 )
 
 messages = Table(
@@ -196,3 +202,28 @@ confirmations = Table(
     Index("ix_confirmations_conversation", "conversation_id", "tool_call_id"),
     Index("ix_confirmations_status", "status", "expires_at"),
 )
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("label", String(100), nullable=False),
+    Column("password_hash", String(200)),
+    Column("capacity", Integer, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    UniqueConstraint("tenant_id", "email", name="uq_agents_tenant_email"),
+)
+
+agent_tokens = Table(
+    "agent_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("agent_id", String(ID), ForeignKey("agents.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("expires_at", DateTime, nullable=False),
+)
+
+CONVERSATION_COLUMNS = [c for c in conversations.c if c.name != "seq_hwm"]

@@ -16,7 +16,7 @@ import secrets
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import and_, delete, event, func, insert, or_, select, update
@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from realtime.store import fulltext
+from realtime.store.handoff import HandoffStore
 from realtime.store.records import (
     ApiKey,
     Bot,
@@ -38,6 +39,7 @@ from realtime.store.records import (
     utcnow,
 )
 from realtime.store.schema import (
+    CONVERSATION_COLUMNS,
     api_keys,
     bots,
     confirmations,
@@ -53,6 +55,17 @@ from realtime.store.schema import (
 from realtime.types import new_id
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
+
+
+class Stored(NamedTuple):
+    """What :meth:`Store.add_user_message` did."""
+
+    message: Message
+    created: bool  # False: a retried client id; ``message`` is the original
+    status: str  # the conversation's status: bot (a run was queued) | pending_human | ...
+    reopened: bool  # it was closed, and is the bot's again
+
+
 KEY_PREFIX_LEN = 8
 
 
@@ -84,6 +97,7 @@ class Store:
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        self.handoff = HandoffStore(self)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -250,7 +264,7 @@ class Store:
         async with self.read() as conn:
             row = (
                 await conn.execute(
-                    select(*_CONVERSATION_COLUMNS).where(conversations.c.id == conversation_id)
+                    select(*CONVERSATION_COLUMNS).where(conversations.c.id == conversation_id)
                 )
             ).first()
         return Conversation(**row._mapping) if row else None
@@ -306,13 +320,15 @@ class Store:
         run_id: str | None = None,
         node: str | None = None,
         meta: dict[str, Any] | None = None,
-    ) -> tuple[Message, bool]:
+    ) -> Stored:
         """Store a user message, creating its conversation when ``conversation_id`` is None,
-        and (with ``run_id``) the ``queued`` run that will answer it, in one transaction.
+        and (with ``run_id``, while the bot owns the conversation) the ``queued`` run that will
+        answer it, in one transaction. A closed conversation is reopened with the bot.
 
-        Returns ``(message, created)``; with a ``client_id`` seen in the last 24 h for this
-        owner, nothing is written and the original message is returned with ``False``.
+        With a ``client_id`` seen in the last 24 h for this owner, nothing is written and the
+        original message is returned with ``created`` False.
         """
+        reopened = False
         now = utcnow()
         meta = dict(meta or {})
         if client_id is not None:
@@ -322,7 +338,7 @@ class Store:
                 if client_id is not None:
                     original = await self._idempotent_message(conn, tenant_id, owner, client_id)
                     if original is not None:
-                        return original, False
+                        return Stored(original, False, "", False)
                     await conn.execute(
                         delete(idempotency_keys).where(
                             idempotency_keys.c.tenant_id == tenant_id,
@@ -346,15 +362,26 @@ class Store:
                             updated_at=now,
                         )
                     )
+                    status = "bot"
                 else:
+                    status = (
+                        await conn.execute(
+                            select(conversations.c.status).where(
+                                conversations.c.id == conversation_id
+                            )
+                        )
+                    ).scalar_one()
+                    if status == "closed":  # writing again reopens it, with the bot
+                        status = "bot"
+                        reopened = True
                     await conn.execute(
                         update(conversations)
                         .where(conversations.c.id == conversation_id)
-                        .values(updated_at=now)
+                        .values(updated_at=now, status=status)
                     )
                 message = Message(new_id(), conversation_id, "user", content, now, meta=meta)
                 await conn.execute(insert(messages).values(**_message_values(message)))
-                if run_id is not None:
+                if run_id is not None and status == "bot":
                     await conn.execute(
                         insert(runs).values(
                             id=run_id,
@@ -376,7 +403,7 @@ class Store:
                             created_at=now,
                         )
                     )
-                return message, True
+                return Stored(message, True, status, reopened)
         except IntegrityError:
             # A concurrent duplicate won the race (PostgreSQL): answer with its message.
             assert client_id is not None
@@ -384,7 +411,7 @@ class Store:
                 original = await self._idempotent_message(conn, tenant_id, owner, client_id)
             if original is None:
                 raise
-            return original, False
+            return Stored(original, False, "", False)
 
     async def _idempotent_message(
         self, conn: AsyncConnection, tenant_id: str, owner: str, client_id: str
@@ -402,6 +429,16 @@ class Store:
             )
         ).first()
         return _message(row) if row else None
+
+    async def add_message(self, message: Message) -> None:
+        """Store a message that no run produced (a human agent's, or a system notice)."""
+        async with self.write() as conn:
+            await conn.execute(insert(messages).values(**_message_values(message)))
+            await conn.execute(
+                update(conversations)
+                .where(conversations.c.id == message.conversation_id)
+                .values(updated_at=message.created_at)
+            )
 
     async def get_message(self, message_id: str) -> Message | None:
         async with self.read() as conn:
@@ -658,20 +695,6 @@ class Store:
             return await fulltext.search(conn, self.dialect, bot_uuid, match, limit)
 
 
-_CONVERSATION_COLUMNS = [
-    conversations.c[name]
-    for name in (
-        "id",
-        "tenant_id",
-        "bot_uuid",
-        "owner",
-        "status",
-        "title",
-        "epoch",
-        "created_at",
-        "updated_at",
-    )
-]
 _RUN_COLUMNS = [
     runs.c[name]
     for name in (

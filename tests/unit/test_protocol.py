@@ -16,6 +16,7 @@ from realtime.protocol import (
     PARSERS,
     Command,
     ConfirmationResolve,
+    HandoffCommand,
     Hello,
     MessageSend,
     Ping,
@@ -36,6 +37,7 @@ COMMAND_TYPES = (
     Unsubscribe,
     RunCancel,
     ConfirmationResolve,
+    HandoffCommand,
     Typing,
     Ping,
 )
@@ -46,6 +48,8 @@ TYPE_OF = {
     "unsubscribe": Unsubscribe,
     "run.cancel": RunCancel,
     "confirmation.resolve": ConfirmationResolve,
+    "handoff.request": HandoffCommand,
+    "handoff.cancel": HandoffCommand,
     "typing": Typing,
     "ping": Ping,
 }
@@ -639,6 +643,10 @@ def valid_commands(draw: st.DrawFn) -> tuple[dict[str, Any], Command]:
         frame["conversation_id"] = conversation_id
         put(frame, "on", on)
         expected = Typing(id=cid, conversation_id=conversation_id, on=value_of(on, True))
+    elif kind in ("handoff.request", "handoff.cancel"):
+        conversation_id = draw(text_of(64))
+        frame["conversation_id"] = conversation_id
+        expected = HandoffCommand(cid, kind.split(".")[1], conversation_id)
     elif kind == "confirmation.resolve":
         conversation_id = draw(text_of(64))
         tool_call_id = draw(text_of(128))
@@ -684,6 +692,7 @@ def test_field_errors_echo_a_valid_id(case: tuple[dict[str, Any], Command], junk
         RunCancel: "conversation_id",
         Typing: "conversation_id",
         ConfirmationResolve: "tool_call_id",
+        HandoffCommand: "conversation_id",
     }[type(expected)]
     del frame[required]
     exc = parse_error(orjson.dumps(frame).decode())
