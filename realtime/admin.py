@@ -6,6 +6,7 @@ this; it validates input and raises the error tree, so every caller answers the 
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import re
 import secrets
@@ -14,11 +15,13 @@ from typing import Any
 from realtime.bots import check_slug, validate_settings, with_defaults
 from realtime.errors import AuthError, Conflict, NotFound, ProtocolError
 from realtime.knowledge.ingest import add_source
-from realtime.store import ApiKey, Bot, Source, Store, Tenant, hash_secret
+from realtime.store import ApiKey, Bot, HumanAgent, Source, Store, Tenant, hash_secret
+from realtime.store.handoff import hash_password
 
 ADMIN_KEY_SETTING = "admin_key_hash"
 SCOPES = ("chat", "full")
 _TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{1,62}$")
+_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 class Admin:
@@ -116,6 +119,37 @@ class Admin:
 
     def bot_wire(self, bot: Bot) -> dict[str, Any]:
         return {**bot.to_wire(), **with_defaults(bot.config)}
+
+    # -- human agents ------------------------------------------------------------------------
+
+    async def create_agent(self, tenant_id: str, body: dict[str, Any]) -> HumanAgent:
+        await self.tenant(tenant_id)
+        name = body.get("name")
+        email = body.get("email")
+        password = body.get("password")
+        label = body.get("label") or (name.split()[0] if isinstance(name, str) and name else None)
+        capacity = body.get("capacity", 5)
+        if not isinstance(name, str) or not 1 <= len(name.strip()) <= 200:
+            raise ProtocolError("invalid_field", "'name' must be 1..200 characters")
+        if not isinstance(email, str) or not _EMAIL_RE.fullmatch(email) or len(email) > 320:
+            raise ProtocolError("invalid_field", "'email' must be an email address")
+        if not isinstance(password, str) or not 8 <= len(password) <= 200:
+            raise ProtocolError("invalid_field", "'password' must be 8..200 characters")
+        if not isinstance(label, str) or not 1 <= len(label) <= 100:
+            raise ProtocolError("invalid_field", "'label' must be 1..100 characters")
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or not 1 <= capacity <= 100:
+            raise ProtocolError("invalid_field", "'capacity' must be an integer from 1 to 100")
+        if await self.store.handoff.find_agent(tenant_id, email) is not None:
+            raise Conflict("agent_exists", f"an agent with email {email!r} exists")
+        password_hash = await asyncio.to_thread(hash_password, password)
+        return await self.store.handoff.create_agent(
+            tenant_id,
+            name=name.strip(),
+            email=email,
+            label=label,
+            password_hash=password_hash,
+            capacity=capacity,
+        )
 
     # -- knowledge sources -----------------------------------------------------------------
 

@@ -13,10 +13,12 @@ The life of a visitor message (:meth:`Engine.send_message`)::
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from realtime import events
@@ -31,18 +33,20 @@ from realtime.confirmations import Confirmations
 from realtime.data.source import DataSources
 from realtime.errors import AuthError, Conflict, Forbidden, NotFound, ProtocolError, RateLimited
 from realtime.events import Frame
-from realtime.handoff import Handoffs, asks_for_human
+from realtime.handoff import Handoffs, asks_for_human, tenant_channel
 from realtime.knowledge.retrieval import Retriever
 from realtime.limits import RateLimiter
 from realtime.metrics import Metrics
 from realtime.runs import CANCEL, RunManager, Turn
-from realtime.store import Bot, Confirmation, Conversation, Message, Store
+from realtime.store import Bot, Confirmation, Conversation, HumanAgent, Message, Store, iso
+from realtime.store.handoff import check_password, hash_password
 from realtime.streams import Streams
 from realtime.types import Identity, is_uuid, new_id
 
 log = logging.getLogger("realtime.engine")
 
 DEFAULT_TENANT = "default"
+_DUMMY_HASH = hash_password("not-a-password")  # a failed lookup costs as much as a bad password
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,6 +403,64 @@ class Engine:
         await self.conversation_for(session, conversation_id)
         await self.streams.publish_ephemeral(events.typing(conversation_id, "visitor", on))
 
+    # -- human agents ------------------------------------------------------------------------
+
+    async def agent_login(self, tenant_id: str, email: str, password: str) -> HumanAgent:
+        """The agent with these credentials; ``unauthorized`` otherwise (no hint which)."""
+        found = await self.store.handoff.find_agent(tenant_id, email)
+        stored = found[1] if found is not None else _DUMMY_HASH
+        ok = await asyncio.to_thread(check_password, password, stored)
+        if found is None or not ok:
+            raise AuthError("unauthorized", "unknown email or wrong password")
+        return found[0]
+
+    async def agent_for_token(self, token: str) -> HumanAgent:
+        agent = await self.store.handoff.agent_for_token(token)
+        if agent is None:
+            raise AuthError("unauthorized", "unknown or expired token")
+        return agent
+
+    async def issue_agent_token(self, agent: HumanAgent) -> tuple[str, str]:
+        token, expires = await self.store.handoff.issue_agent_token(
+            agent.id, timedelta(seconds=self.settings.agent_token_ttl)
+        )
+        return token, iso(expires) or ""
+
+    async def agent_typing(self, agent: HumanAgent, conversation_id: str, on: bool) -> None:
+        await self.handoffs.owned(agent, conversation_id)
+        await self.streams.publish_ephemeral(
+            events.typing(conversation_id, "agent", on, agent.public())
+        )
+
+    async def agent_resolve_confirmation(
+        self,
+        agent: HumanAgent,
+        conversation_id: str,
+        tool_call_id: str,
+        decision: str,
+        params: dict[str, Any] | None = None,
+    ) -> Confirmation:
+        """An agent who owns the conversation answers the visitor's pending write, when the
+        bot allows it (``agent_confirmations``)."""
+        conversation = await self.handoffs.owned(agent, conversation_id)
+        bot = await self.store.get_bot_by_uuid(conversation.bot_uuid)
+        if bot is None or not with_defaults(bot.config)["agent_confirmations"]:
+            raise Forbidden("forbidden", "this bot lets only the visitor confirm its actions")
+        return await self.confirmations.resolve(
+            conversation_id,
+            conversation.bot_uuid,
+            tool_call_id,
+            decision,
+            params=params,
+            by="agent",
+        )
+
+    def listen_tenant(self, tenant_id: str, sink: Callable[[Frame], None]) -> Callable[[], None]:
+        """Follow a tenant's console channel (queue and presence changes); returns the stop."""
+        channel = tenant_channel(tenant_id)
+        self.broker.listen(channel, sink)
+        return lambda: self.broker.unlisten(channel, sink)
+
     # -- reading ---------------------------------------------------------------------------
 
     async def history(self, session: Session, conversation_id: str) -> History:
@@ -407,7 +469,11 @@ class Engine:
         ``last_seq`` is read before the messages, so every event up to it is reflected in
         them; a client applies live events with a greater seq, upserting messages by id.
         """
-        conversation = await self.conversation_for(session, conversation_id)
+        return await self.history_of(await self.conversation_for(session, conversation_id))
+
+    async def history_of(self, conversation: Conversation) -> History:
+        """:meth:`history` for a conversation the caller may read (agents read any of theirs)."""
+        conversation_id = conversation.id
         state = await self.streams.open(conversation_id)
         active = self.runs.active(conversation_id)
         active_run = (

@@ -29,7 +29,7 @@ from realtime.bots import with_defaults
 from realtime.errors import Conflict, Forbidden, NotFound, ProtocolError
 from realtime.presence import Presence
 from realtime.runs import RunManager
-from realtime.store import Agent, Conversation, Message, Store, utcnow
+from realtime.store import Conversation, HumanAgent, Message, Store, utcnow
 from realtime.streams import Streams
 from realtime.types import new_id
 
@@ -134,7 +134,7 @@ class Handoffs:
     # -- the agent side ----------------------------------------------------------------------
 
     async def claim(
-        self, agent: Agent, conversation_id: str, *, take_over: bool = False
+        self, agent: HumanAgent, conversation_id: str, *, take_over: bool = False
     ) -> Conversation:
         """Make ``agent`` the owner: from the queue, or (``take_over``) straight from the bot."""
         conversation = await self._conversation(agent, conversation_id)
@@ -167,8 +167,10 @@ class Handoffs:
             await self._queue_removed(owned, "claimed")
         return owned
 
-    async def send(self, agent: Agent, conversation_id: str, content: str, limit: int) -> Message:
-        conversation = await self._owned(agent, conversation_id)
+    async def send(
+        self, agent: HumanAgent, conversation_id: str, content: str, limit: int
+    ) -> Message:
+        conversation = await self.owned(agent, conversation_id)
         if not content.strip():
             raise ProtocolError("invalid_field", "'content' must not be empty")
         if len(content) > limit:
@@ -186,8 +188,10 @@ class Handoffs:
         await self._publish(events.message_created(conversation.id, message.to_wire()))
         return message
 
-    async def transfer(self, agent: Agent, conversation_id: str, to_agent_id: str | None) -> None:
-        conversation = await self._owned(agent, conversation_id)
+    async def transfer(
+        self, agent: HumanAgent, conversation_id: str, to_agent_id: str | None
+    ) -> None:
+        conversation = await self.owned(agent, conversation_id)
         target = None
         if to_agent_id is not None:
             target = await self._store.handoff.get_agent(to_agent_id)
@@ -197,15 +201,15 @@ class Handoffs:
                 raise ProtocolError("invalid_field", "'to_agent_id' is yourself")
         await self._transfer(conversation, agent, target, "transfer")
 
-    async def release(self, agent: Agent, conversation_id: str) -> None:
+    async def release(self, agent: HumanAgent, conversation_id: str) -> None:
         """Hand the conversation back to the bot."""
-        conversation = await self._owned(agent, conversation_id)
+        conversation = await self.owned(agent, conversation_id)
         if not await self._store.handoff.end_handoff(conversation.id, "bot", agent_id=agent.id):
             raise Conflict("not_yours", "this conversation is not yours")
         await self._back_to_bot(conversation, "agent", agent)
 
-    async def close(self, agent: Agent, conversation_id: str) -> None:
-        conversation = await self._owned(agent, conversation_id)
+    async def close(self, agent: HumanAgent, conversation_id: str) -> None:
+        conversation = await self.owned(agent, conversation_id)
         if not await self._store.handoff.end_handoff(conversation.id, "closed", agent_id=agent.id):
             raise Conflict("not_yours", "this conversation is not yours")
         await self._publish(
@@ -218,14 +222,14 @@ class Handoffs:
             items.append(await self._queue_item(conversation, position))
         return items
 
-    async def owned_or_tenant(self, agent: Agent, conversation_id: str) -> Conversation:
+    async def owned_or_tenant(self, agent: HumanAgent, conversation_id: str) -> Conversation:
         """A conversation of the agent's tenant (agents may read any of them)."""
         return await self._conversation(agent, conversation_id)
 
     # -- internals ---------------------------------------------------------------------------
 
     async def _transfer(
-        self, conversation: Conversation, agent: Agent, target: Agent | None, reason: str
+        self, conversation: Conversation, agent: HumanAgent, target: HumanAgent | None, reason: str
     ) -> None:
         won = await self._store.handoff.transfer_conversation(
             conversation.id,
@@ -270,7 +274,7 @@ class Handoffs:
             )
 
     async def _back_to_bot(
-        self, conversation: Conversation, reason: str, agent: Agent | None
+        self, conversation: Conversation, reason: str, agent: HumanAgent | None
     ) -> None:
         cid = conversation.id
         if agent is not None:
@@ -294,20 +298,20 @@ class Handoffs:
         await self._store.add_message(message)
         await self._publish(events.message_created(cid, message.to_wire()))
 
-    async def _conversation(self, agent: Agent, conversation_id: str) -> Conversation:
+    async def _conversation(self, agent: HumanAgent, conversation_id: str) -> Conversation:
         conversation = await self._store.get_conversation(conversation_id)
         if conversation is None or conversation.tenant_id != agent.tenant_id:
             raise NotFound("conversation_not_found", "no such conversation")
         return conversation
 
-    async def _owned(self, agent: Agent, conversation_id: str) -> Conversation:
+    async def owned(self, agent: HumanAgent, conversation_id: str) -> Conversation:
         conversation = await self._conversation(agent, conversation_id)
         if conversation.status != "with_human" or conversation.agent_id != agent.id:
             raise Forbidden("not_yours", "this conversation is not yours: claim it first")
         return conversation
 
     async def _claim_refusal(
-        self, agent: Agent, conversation_id: str, take_over: bool
+        self, agent: HumanAgent, conversation_id: str, take_over: bool
     ) -> Exception:
         now = await self._store.get_conversation(conversation_id)
         if now is None:

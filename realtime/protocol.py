@@ -167,7 +167,7 @@ def _valid_id(value: Any) -> bool:
     return isinstance(value, str) and 0 < len(value) <= MAX_ID_CHARS
 
 
-def _str(obj: dict[str, Any], name: str, *, max_len: int, required: bool = True) -> Any:
+def string_field(obj: dict[str, Any], name: str, *, max_len: int, required: bool = True) -> Any:
     value = obj.get(name)
     if value is None:
         if required:
@@ -180,7 +180,7 @@ def _str(obj: dict[str, Any], name: str, *, max_len: int, required: bool = True)
     return value
 
 
-def _seq(obj: dict[str, Any], name: str, *, required: bool) -> Any:
+def seq_field(obj: dict[str, Any], name: str, *, required: bool) -> Any:
     value = obj.get(name)
     if value is None:
         if required:
@@ -198,16 +198,16 @@ def _hello(obj: dict[str, Any], client_id: ClientId) -> Hello:
         if not isinstance(raw, dict):
             raise ProtocolError("invalid_field", "'resume' must be an object")
         resume = Resume(
-            conversation_id=_str(raw, "conversation_id", max_len=64),
-            after_seq=_seq(raw, "after_seq", required=True),
-            epoch=_seq(raw, "epoch", required=False),
+            conversation_id=string_field(raw, "conversation_id", max_len=64),
+            after_seq=seq_field(raw, "after_seq", required=True),
+            epoch=seq_field(raw, "epoch", required=False),
         )
     return Hello(
         id=client_id,
-        bot=_str(obj, "bot", max_len=120),
-        session_id=_str(obj, "session_id", max_len=MAX_SESSION_CHARS, required=False),
-        api_key=_str(obj, "api_key", max_len=200, required=False),
-        user=_str(obj, "user", max_len=MAX_SESSION_CHARS, required=False),
+        bot=string_field(obj, "bot", max_len=120),
+        session_id=string_field(obj, "session_id", max_len=MAX_SESSION_CHARS, required=False),
+        api_key=string_field(obj, "api_key", max_len=200, required=False),
+        user=string_field(obj, "user", max_len=MAX_SESSION_CHARS, required=False),
         resume=resume,
     )
 
@@ -221,28 +221,30 @@ def _message_send(obj: dict[str, Any], client_id: ClientId) -> MessageSend:
     return MessageSend(
         id=client_id,
         content=content,
-        conversation_id=_str(obj, "conversation_id", max_len=64, required=False),
+        conversation_id=string_field(obj, "conversation_id", max_len=64, required=False),
     )
 
 
 def _subscribe(obj: dict[str, Any], client_id: ClientId) -> Subscribe:
     return Subscribe(
         id=client_id,
-        conversation_id=_str(obj, "conversation_id", max_len=64),
-        after_seq=_seq(obj, "after_seq", required=False),
-        epoch=_seq(obj, "epoch", required=False),
+        conversation_id=string_field(obj, "conversation_id", max_len=64),
+        after_seq=seq_field(obj, "after_seq", required=False),
+        epoch=seq_field(obj, "epoch", required=False),
     )
 
 
 def _unsubscribe(obj: dict[str, Any], client_id: ClientId) -> Unsubscribe:
-    return Unsubscribe(id=client_id, conversation_id=_str(obj, "conversation_id", max_len=64))
+    return Unsubscribe(
+        id=client_id, conversation_id=string_field(obj, "conversation_id", max_len=64)
+    )
 
 
 def _run_cancel(obj: dict[str, Any], client_id: ClientId) -> RunCancel:
     return RunCancel(
         id=client_id,
-        conversation_id=_str(obj, "conversation_id", max_len=64),
-        run_id=_str(obj, "run_id", max_len=64, required=False),
+        conversation_id=string_field(obj, "conversation_id", max_len=64),
+        run_id=string_field(obj, "run_id", max_len=64, required=False),
     )
 
 
@@ -250,7 +252,9 @@ def _typing(obj: dict[str, Any], client_id: ClientId) -> Typing:
     on = obj.get("on", True)
     if not isinstance(on, bool):
         raise ProtocolError("invalid_field", "'on' must be true or false")
-    return Typing(id=client_id, conversation_id=_str(obj, "conversation_id", max_len=64), on=on)
+    return Typing(
+        id=client_id, conversation_id=string_field(obj, "conversation_id", max_len=64), on=on
+    )
 
 
 def _confirmation_resolve(obj: dict[str, Any], client_id: ClientId) -> ConfirmationResolve:
@@ -264,8 +268,8 @@ def _confirmation_resolve(obj: dict[str, Any], client_id: ClientId) -> Confirmat
         raise ProtocolError("invalid_field", "'params' must be an object")
     return ConfirmationResolve(
         id=client_id,
-        conversation_id=_str(obj, "conversation_id", max_len=64),
-        tool_call_id=_str(obj, "tool_call_id", max_len=128),
+        conversation_id=string_field(obj, "conversation_id", max_len=64),
+        tool_call_id=string_field(obj, "tool_call_id", max_len=128),
         decision=decision,
         params=params,
     )
@@ -273,7 +277,7 @@ def _confirmation_resolve(obj: dict[str, Any], client_id: ClientId) -> Confirmat
 
 def _handoff(action: str) -> Callable[[dict[str, Any], ClientId], HandoffCommand]:
     def parse(obj: dict[str, Any], client_id: ClientId) -> HandoffCommand:
-        return HandoffCommand(client_id, action, _str(obj, "conversation_id", max_len=64))
+        return HandoffCommand(client_id, action, string_field(obj, "conversation_id", max_len=64))
 
     return parse
 

@@ -169,8 +169,14 @@ class Client:
 
 
 @contextlib.asynccontextmanager
-async def ws_client(server: RunningServer, **kwargs: Any) -> AsyncIterator[Client]:
-    async with connect(server.ws_url, open_timeout=5 * UNIT, **kwargs) as ws:
+async def ws_client(
+    server: RunningServer, path: str = "/ws", **kwargs: Any
+) -> AsyncIterator[Client]:
+    url = f"ws://127.0.0.1:{server.port}{path}"
+    # Unbounded client buffer: a test that leaves frames unread must still close at once
+    # (with a full buffer the client stops reading and waits 10 s for the close frame).
+    kwargs.setdefault("max_queue", None)
+    async with connect(url, open_timeout=5 * UNIT, **kwargs) as ws:
         yield Client(ws)
 
 

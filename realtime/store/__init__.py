@@ -1,12 +1,12 @@
 """Durable records: one schema, Alembic migrations, SQLite by default."""
 
 from realtime.store.records import (
-    Agent,
     ApiKey,
     Bot,
     ChunkHit,
     Confirmation,
     Conversation,
+    HumanAgent,
     Message,
     Run,
     Source,
@@ -17,7 +17,7 @@ from realtime.store.records import (
 from realtime.store.store import Store, async_url, hash_secret
 
 __all__ = [
-    "Agent",
+    "HumanAgent",
     "ApiKey",
     "Bot",
     "ChunkHit",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, func, insert, or_, select, update
 
-from realtime.store.records import Agent, Conversation, utcnow
+from realtime.store.records import Conversation, HumanAgent, utcnow
 from realtime.store.schema import (
     CONVERSATION_COLUMNS,
     agent_tokens,
@@ -72,8 +72,8 @@ class HandoffStore:
         label: str,
         password_hash: str | None,
         capacity: int,
-    ) -> Agent:
-        agent = Agent(new_id(), tenant_id, name, email.lower(), label, capacity, utcnow())
+    ) -> HumanAgent:
+        agent = HumanAgent(new_id(), tenant_id, name, email.lower(), label, capacity, utcnow())
         async with self.write() as conn:
             await conn.execute(
                 insert(agents).values(
@@ -89,14 +89,14 @@ class HandoffStore:
             )
         return agent
 
-    async def get_agent(self, agent_id: str) -> Agent | None:
+    async def get_agent(self, agent_id: str) -> HumanAgent | None:
         async with self.read() as conn:
             row = (
                 await conn.execute(select(*_AGENT_COLUMNS).where(agents.c.id == agent_id))
             ).first()
-        return Agent(**row._mapping) if row else None
+        return HumanAgent(**row._mapping) if row else None
 
-    async def find_agent(self, tenant_id: str, email: str) -> tuple[Agent, str | None] | None:
+    async def find_agent(self, tenant_id: str, email: str) -> tuple[HumanAgent, str | None] | None:
         """The agent with this email in the tenant, and its password hash."""
         async with self.read() as conn:
             row = (
@@ -110,16 +110,16 @@ class HandoffStore:
             return None
         data = dict(row._mapping)
         password_hash = data.pop("password_hash")
-        return Agent(**data), password_hash
+        return HumanAgent(**data), password_hash
 
-    async def list_agents(self, tenant_id: str) -> list[Agent]:
+    async def list_agents(self, tenant_id: str) -> list[HumanAgent]:
         async with self.read() as conn:
             rows = await conn.execute(
                 select(*_AGENT_COLUMNS)
                 .where(agents.c.tenant_id == tenant_id)
                 .order_by(agents.c.created_at)
             )
-            return [Agent(**row._mapping) for row in rows]
+            return [HumanAgent(**row._mapping) for row in rows]
 
     async def issue_agent_token(self, agent_id: str, ttl: timedelta) -> tuple[str, datetime]:
         raw = "rtg_" + secrets.token_urlsafe(30)
@@ -132,7 +132,7 @@ class HandoffStore:
             )
         return raw, now + ttl
 
-    async def agent_for_token(self, raw: str) -> Agent | None:
+    async def agent_for_token(self, raw: str) -> HumanAgent | None:
         async with self.read() as conn:
             row = (
                 await conn.execute(
@@ -144,7 +144,7 @@ class HandoffStore:
                     )
                 )
             ).first()
-        return Agent(**row._mapping) if row else None
+        return HumanAgent(**row._mapping) if row else None
 
     # -- ownership changes (each one conditional UPDATE) --------------------------------------
 

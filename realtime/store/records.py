@@ -215,7 +215,7 @@ class Confirmation:
 
 
 @dataclass(frozen=True, slots=True)
-class Agent:
+class HumanAgent:
     """A human support agent of a tenant."""
 
     id: str

@@ -9,16 +9,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from realtime.admin import Admin
-from realtime.errors import ProtocolError, RealtimeError
-from realtime.transport.http import JSON, bearer, error_response
-
-MAX_BODY = 4 * 1024 * 1024
+from realtime.errors import RealtimeError
+from realtime.transport.http import JSON, bearer, error_response, json_body
 
 Handler = Callable[[Admin, Request, dict[str, Any]], Awaitable[Response]]
 
@@ -30,25 +27,12 @@ def _route(handler: Handler, *, body: bool = False) -> Callable[[Request], Await
             await admin.check_admin_key(bearer(request))
             data: dict[str, Any] = {}
             if body:
-                data = await _json_body(request)
+                data = await json_body(request)
             return await handler(admin, request, data)
         except RealtimeError as exc:
             return error_response(exc)
 
     return endpoint
-
-
-async def _json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise ProtocolError("body_too_large", f"request bodies are limited to {MAX_BODY} bytes")
-    try:
-        data = orjson.loads(raw or b"{}")
-    except orjson.JSONDecodeError:
-        raise ProtocolError("invalid_json", "the body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise ProtocolError("invalid_json", "the body must be a JSON object")
-    return data
 
 
 async def create_tenant(admin: Admin, request: Request, body: dict[str, Any]) -> Response:
@@ -105,11 +89,24 @@ async def delete_source(admin: Admin, request: Request, body: dict[str, Any]) ->
     return Response(status_code=204)
 
 
+async def create_agent(admin: Admin, request: Request, body: dict[str, Any]) -> Response:
+    agent = await admin.create_agent(request.path_params["tenant"], body)
+    return JSON(agent.to_wire(), status_code=201)
+
+
+async def list_agents(admin: Admin, request: Request, body: dict[str, Any]) -> Response:
+    tenant = await admin.tenant(request.path_params["tenant"])
+    agents = await admin.store.handoff.list_agents(tenant.id)
+    return JSON({"agents": [a.to_wire() for a in agents]})
+
+
 BOT = "/admin/v1/tenants/{tenant}/bots/{bot_id}"
 
 routes = [
     Route("/admin/v1/tenants", _route(create_tenant, body=True), methods=["POST"]),
     Route("/admin/v1/tenants/{tenant}/keys", _route(create_key, body=True), methods=["POST"]),
+    Route("/admin/v1/tenants/{tenant}/agents", _route(create_agent, body=True), methods=["POST"]),
+    Route("/admin/v1/tenants/{tenant}/agents", _route(list_agents), methods=["GET"]),
     Route("/admin/v1/tenants/{tenant}/bots", _route(create_bot, body=True), methods=["POST"]),
     Route("/admin/v1/tenants/{tenant}/bots", _route(list_bots), methods=["GET"]),
     Route(BOT, _route(get_bot), methods=["GET"]),

@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from realtime.transport import admin, http
+from realtime.transport.console import console_endpoint
 from realtime.transport.ws import visitor_endpoint
 
 Lifespan = Any  # Callable[[Starlette], AbstractAsyncContextManager[None]]
@@ -18,6 +19,8 @@ Lifespan = Any  # Callable[[Starlette], AbstractAsyncContextManager[None]]
 def core_routes() -> list[BaseRoute]:
     return [
         WebSocketRoute("/ws", visitor_endpoint),
+        WebSocketRoute("/ws/console", console_endpoint),
+        Route("/realtime/v1/agents/login", http.agent_login, methods=["POST"]),
         Route("/health", http.health),
         Route("/ready", http.ready),
         Route("/metrics", http.metrics),

@@ -113,3 +113,32 @@ async def docs(request: Request) -> Response:
     return PlainTextResponse(
         path.read_text(encoding="utf-8"), media_type="text/markdown; charset=utf-8"
     )
+
+
+async def agent_login(request: Request) -> Response:
+    """``POST /realtime/v1/agents/login`` ``{"tenant","email","password"}`` → a console token."""
+    engine: Engine = request.app.state.engine
+    try:
+        body = await json_body(request)
+        tenant, email, password = (body.get(name) for name in ("tenant", "email", "password"))
+        if not (isinstance(tenant, str) and isinstance(email, str) and isinstance(password, str)):
+            raise ProtocolError("missing_field", "'tenant', 'email' and 'password' are required")
+        agent = await engine.agent_login(tenant, email, password)
+        token, expires_at = await engine.issue_agent_token(agent)
+    except RealtimeError as exc:
+        return error_response(exc)
+    return JSON({"token": token, "expires_at": expires_at, "agent": agent.to_wire()})
+
+
+async def json_body(request: Request, limit: int = 4 * 1024 * 1024) -> dict[str, Any]:
+    """The request's JSON object; ``invalid_json`` or ``body_too_large`` otherwise."""
+    raw = await request.body()
+    if len(raw) > limit:
+        raise ProtocolError("body_too_large", f"request bodies are limited to {limit} bytes")
+    try:
+        data = orjson.loads(raw or b"{}")
+    except orjson.JSONDecodeError:
+        raise ProtocolError("invalid_json", "the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("invalid_json", "the body must be a JSON object")
+    return data
