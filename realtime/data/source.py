@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
@@ -68,11 +69,16 @@ class DataSource:
     async def run(self, tool: str, params: Any) -> Outcome:
         query = build(tool, self.schema, params)
         try:
-            if tool in ("create_record", "update_record", "delete_record"):
-                async with self.engine.begin() as conn:
-                    return await _write(conn, query)
-            async with self.engine.connect() as conn:
-                return await _read(conn, query)
+            # Shielded: a cancelled run finishes its query (the driver strands connections
+            # cancelled mid-query); a write, once started, completes or fails as a whole.
+            with anyio.CancelScope(shield=True):
+                if tool in ("create_record", "update_record", "delete_record"):
+                    async with self.engine.begin() as conn:
+                        outcome = await _write(conn, query)
+                else:
+                    async with self.engine.connect() as conn:
+                        outcome = await _read(conn, query)
+            return outcome
         except SQLAlchemyError as exc:
             message = str(getattr(exc, "orig", None) or exc).splitlines()[0]
             log.info("data tool %s failed: %s", tool, message)

@@ -18,6 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import anyio
 import orjson
 from sqlalchemy import and_, delete, event, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Row
@@ -113,18 +114,24 @@ class Store:
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction (committed on exit, rolled back on error)."""
-        if self._write_lock is None:
-            async with self.engine.begin() as conn:
+        """A write transaction (committed on exit, rolled back on error).
+
+        Shielded from cancellation, like :meth:`read`: a run cancelled mid-query finishes
+        the query first. (Cancelling the driver mid-query strands its connection.)
+        """
+        with anyio.CancelScope(shield=True):
+            if self._write_lock is None:
+                async with self.engine.begin() as conn:
+                    yield conn
+                return
+            async with self._write_lock, self.engine.begin() as conn:
                 yield conn
-            return
-        async with self._write_lock, self.engine.begin() as conn:
-            yield conn
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
-            yield conn
+        with anyio.CancelScope(shield=True):
+            async with self.engine.connect() as conn:
+                yield conn
 
     # -- server settings -------------------------------------------------------------------
 
