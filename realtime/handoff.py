@@ -29,7 +29,7 @@ from realtime.bots import with_defaults
 from realtime.errors import Conflict, Forbidden, NotFound, ProtocolError
 from realtime.presence import Presence
 from realtime.runs import RunManager
-from realtime.store import Conversation, HumanAgent, Message, Store, utcnow
+from realtime.store import Conversation, HumanAgent, Message, Store, iso, utcnow
 from realtime.streams import Streams
 from realtime.types import new_id
 
@@ -353,9 +353,7 @@ class Handoffs:
             "conversation": conversation.to_wire(),
             "queue_position": position,
             "reason": conversation.handoff_reason,
-            "queued_at": conversation.queued_at.isoformat() + "Z"
-            if conversation.queued_at
-            else None,
+            "queued_at": iso(conversation.queued_at),
             "summary": await self._summary(conversation),
             "visitor": _visitor(conversation),
         }
