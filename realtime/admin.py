@@ -170,7 +170,7 @@ class Admin:
                 "invalid_field", "'url' must be a string of at most 2000 characters"
             )
         return await add_source(
-            self.store,
+            self.store.knowledge,
             tenant_id=tenant_id,
             bot_uuid=bot.uuid,
             content=content,
@@ -181,9 +181,9 @@ class Admin:
 
     async def list_sources(self, tenant_id: str, bot_id: str) -> list[Source]:
         bot = await self.bot(tenant_id, bot_id)
-        return await self.store.list_sources(bot.uuid)
+        return await self.store.knowledge.list_sources(bot.uuid)
 
     async def delete_source(self, tenant_id: str, bot_id: str, source_id: str) -> None:
         bot = await self.bot(tenant_id, bot_id)
-        if not await self.store.delete_source(bot.uuid, source_id):
+        if not await self.store.knowledge.delete_source(bot.uuid, source_id):
             raise NotFound("source_not_found", "no such source")

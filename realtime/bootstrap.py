@@ -65,7 +65,7 @@ async def bootstrap(store: Store, settings: Settings) -> Bootstrap:
         )
         for path in settings.demo_paths:
             await add_source(
-                store,
+                store.knowledge,
                 tenant_id=DEFAULT_TENANT,
                 bot_uuid=bot.uuid,
                 content=path.read_text(encoding="utf-8"),

@@ -63,7 +63,7 @@ class Confirmations:
         """
         if decision not in DECISIONS:
             raise ProtocolError("invalid_field", "'decision' must be 'approve' or 'reject'")
-        confirmation = await self._store.find_confirmation(conversation_id, tool_call_id)
+        confirmation = await self._store.confirmations.find(conversation_id, tool_call_id)
         if confirmation is None:
             raise NotFound("confirmation_not_found", "no such pending confirmation")
         if confirmation.status == "expired" or (
@@ -80,7 +80,7 @@ class Confirmations:
             run_params = params
         status = "approved" if decision == "approve" else "rejected"
         edited = params if decision == "approve" else None
-        if not await self._store.claim_confirmation(confirmation.id, status, by, edited):
+        if not await self._store.confirmations.claim(confirmation.id, status, by, edited):
             raise Conflict("confirmation_not_pending", "this confirmation was already decided")
         await self._continue(
             confirmation, bot_uuid, Resolution(confirmation, status, run_params, by)
@@ -92,10 +92,10 @@ class Confirmations:
     ) -> str | None:
         """Reject the conversation's pending write, if any, ending its run (a new message
         arrived, or the run was cancelled). Returns the ended run's id."""
-        confirmation = await self._store.find_confirmation(conversation_id)
+        confirmation = await self._store.confirmations.find(conversation_id)
         if confirmation is None:
             return None
-        if not await self._store.claim_confirmation(confirmation.id, "rejected", by):
+        if not await self._store.confirmations.claim(confirmation.id, "rejected", by):
             return None
         resolution = Resolution(confirmation, "rejected", confirmation.params, by)
         await self._continue(confirmation, bot_uuid, resolution)
@@ -104,8 +104,8 @@ class Confirmations:
     async def expire_due(self) -> int:
         """Expire every pending write past its deadline; return how many this call expired."""
         expired = 0
-        for confirmation in await self._store.expired_confirmations():
-            if not await self._store.claim_confirmation(confirmation.id, "expired", "timeout"):
+        for confirmation in await self._store.confirmations.expired():
+            if not await self._store.confirmations.claim(confirmation.id, "expired", "timeout"):
                 continue  # decided meanwhile
             conversation = await self._store.get_conversation(confirmation.conversation_id)
             if conversation is None:

@@ -124,7 +124,7 @@ class Engine:
         self.metrics = metrics or Metrics()
         self.node_id = settings.node_id or f"node-{secrets.token_hex(3)}"
         self.streams = Streams(broker, store)
-        self.retriever = Retriever(store)
+        self.retriever = Retriever(store.knowledge)
         self.agent = Agent(
             self.provider,
             tools or default_registry(),
@@ -375,7 +375,7 @@ class Engine:
         confirmation (its write is rejected). Raises ``no_active_run``."""
         await self.conversation_for(session, conversation_id)
         if self.runs.active(conversation_id) is None:
-            pending = await self.store.find_confirmation(conversation_id)
+            pending = await self.store.confirmations.find(conversation_id)
             if pending is not None and run_id in (None, pending.run_id):
                 ended = await self.confirmations.reject_pending(
                     conversation_id, session.bot.uuid, by=CANCEL
@@ -482,7 +482,7 @@ class Engine:
             else None
         )
         messages = await self.store.list_messages(conversation_id)
-        pending = await self.store.find_confirmation(conversation_id)
+        pending = await self.store.confirmations.find(conversation_id)
         return History(
             conversation,
             messages,

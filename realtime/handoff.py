@@ -329,7 +329,7 @@ class Handoffs:
         return with_defaults(bot.config if bot is not None else {})
 
     async def _pending(self, conversation_id: str) -> dict[str, Any] | None:
-        pending = await self._store.find_confirmation(conversation_id)
+        pending = await self._store.confirmations.find(conversation_id)
         return pending.to_wire() if pending is not None else None
 
     async def _summary(self, conversation: Conversation) -> str:

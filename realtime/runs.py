@@ -241,7 +241,7 @@ class RunManager:
             raise run_error("bot_unavailable", "this bot no longer exists")
         config = with_defaults(bot.config)
         history = await self._store.history_for(turn.message, self._settings.history_messages)
-        has_knowledge = await self._store.has_knowledge(bot.uuid)
+        has_knowledge = await self._store.knowledge.has_knowledge(bot.uuid)
         threshold = config.get("citation_threshold")
         inp = RunInput(
             bot_uuid=bot.uuid,
@@ -290,7 +290,7 @@ class RunManager:
             created_at=now,
             expires_at=now + timedelta(seconds=self._settings.confirmation_ttl),
         )
-        await self._store.pause_run(confirmation)
+        await self._store.confirmations.pause(confirmation)
         await self._publish(
             events.confirmation_requested(
                 cid,
@@ -387,7 +387,7 @@ class RunManager:
         """After a restart: fail runs that were running, requeue runs that never started, and
         go on with paused runs whose confirmation was resolved but not acted on."""
         failed = requeued = 0
-        for confirmation in await self._store.claimed_confirmations_of_waiting_runs():
+        for confirmation in await self._store.confirmations.claimed_of_waiting_runs():
             run = await self._store.get_run(confirmation.run_id)
             message = await self._store.get_message(run.message_id) if run else None
             conversation = await self._store.get_conversation(confirmation.conversation_id)

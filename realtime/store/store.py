@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import hmac
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -25,17 +25,15 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from realtime.store import fulltext
+from realtime.store.confirmations import ConfirmationStore
 from realtime.store.handoff import HandoffStore
+from realtime.store.knowledge import KnowledgeStore
 from realtime.store.records import (
     ApiKey,
     Bot,
-    ChunkHit,
-    Confirmation,
     Conversation,
     Message,
     Run,
-    Source,
     Tenant,
     utcnow,
 )
@@ -43,7 +41,6 @@ from realtime.store.schema import (
     CONVERSATION_COLUMNS,
     api_keys,
     bots,
-    confirmations,
     conversations,
     idempotency_keys,
     knowledge_chunks,
@@ -99,6 +96,8 @@ class Store:
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.handoff = HandoffStore(self)
+        self.confirmations = ConfirmationStore(self)
+        self.knowledge = KnowledgeStore(self)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -544,163 +543,6 @@ class Store:
         async with self.read() as conn:
             return [Run(**row._mapping) for row in await conn.execute(query)]
 
-    # -- confirmations ---------------------------------------------------------------------
-
-    async def pause_run(self, confirmation: Confirmation) -> None:
-        """Store a pending write with its continuation; the run waits for the visitor."""
-        async with self.write() as conn:
-            await conn.execute(
-                insert(confirmations).values(
-                    **{name: getattr(confirmation, name) for name in _CONFIRMATION_FIELDS}
-                )
-            )
-            await conn.execute(
-                update(runs)
-                .where(runs.c.id == confirmation.run_id)
-                .values(status="awaiting_confirmation")
-            )
-
-    async def find_confirmation(
-        self, conversation_id: str, tool_call_id: str | None = None
-    ) -> Confirmation | None:
-        """The conversation's latest confirmation with this tool call id, or (without one)
-        its pending confirmation."""
-        query = select(confirmations).where(confirmations.c.conversation_id == conversation_id)
-        if tool_call_id is None:
-            query = query.where(confirmations.c.status == "pending")
-        else:
-            query = query.where(confirmations.c.tool_call_id == tool_call_id)
-        async with self.read() as conn:
-            row = (
-                await conn.execute(query.order_by(confirmations.c.created_at.desc()).limit(1))
-            ).first()
-        return _confirmation(row) if row else None
-
-    async def claim_confirmation(
-        self, confirmation_id: str, status: str, by: str, params: dict[str, Any] | None = None
-    ) -> bool:
-        """Move a pending confirmation to ``status`` (with the params to run, when edited);
-        True for the one caller that did it: the decision is taken exactly once."""
-        values: dict[str, Any] = {"status": status, "decided_by": by, "resolved_at": utcnow()}
-        if params is not None:
-            values["params"] = params
-        async with self.write() as conn:
-            result = await conn.execute(
-                update(confirmations)
-                .where(confirmations.c.id == confirmation_id, confirmations.c.status == "pending")
-                .values(**values)
-            )
-            return result.rowcount == 1
-
-    async def expired_confirmations(self, limit: int = 100) -> list[Confirmation]:
-        async with self.read() as conn:
-            rows = await conn.execute(
-                select(confirmations)
-                .where(confirmations.c.status == "pending", confirmations.c.expires_at <= utcnow())
-                .order_by(confirmations.c.expires_at)
-                .limit(limit)
-            )
-            return [_confirmation(row) for row in rows]
-
-    async def claimed_confirmations_of_waiting_runs(self) -> list[Confirmation]:
-        """Resolved confirmations whose run never went on (the process stopped in between)."""
-        async with self.read() as conn:
-            rows = await conn.execute(
-                select(confirmations)
-                .join(runs, runs.c.id == confirmations.c.run_id)
-                .where(
-                    runs.c.status == "awaiting_confirmation",
-                    confirmations.c.status != "pending",
-                )
-            )
-            return [_confirmation(row) for row in rows]
-
-    # -- knowledge -------------------------------------------------------------------------
-
-    async def add_source(
-        self,
-        *,
-        tenant_id: str,
-        bot_uuid: str,
-        title: str,
-        url: str,
-        kind: str,
-        content: str,
-        chunks: Sequence[tuple[str, str, str]],
-    ) -> Source:
-        """Store a source and its chunks, given as (title, url, text) in order."""
-        source = Source(new_id(), tenant_id, bot_uuid, title, url, kind, len(chunks), utcnow())
-        async with self.write() as conn:
-            await conn.execute(
-                insert(knowledge_sources).values(
-                    id=source.id,
-                    tenant_id=tenant_id,
-                    bot_uuid=bot_uuid,
-                    title=title,
-                    url=url,
-                    kind=kind,
-                    content=content,
-                    chunk_count=len(chunks),
-                    created_at=source.created_at,
-                )
-            )
-            if chunks:
-                await conn.execute(
-                    insert(knowledge_chunks),
-                    [
-                        {
-                            "source_id": source.id,
-                            "bot_uuid": bot_uuid,
-                            "ord": i,
-                            "title": c_title,
-                            "url": c_url,
-                            "text": text,
-                        }
-                        for i, (c_title, c_url, text) in enumerate(chunks)
-                    ],
-                )
-        return source
-
-    async def list_sources(self, bot_uuid: str) -> list[Source]:
-        async with self.read() as conn:
-            rows = await conn.execute(
-                select(*_SOURCE_COLUMNS)
-                .where(knowledge_sources.c.bot_uuid == bot_uuid)
-                .order_by(knowledge_sources.c.created_at)
-            )
-            return [Source(**row._mapping) for row in rows]
-
-    async def delete_source(self, bot_uuid: str, source_id: str) -> bool:
-        async with self.write() as conn:
-            found = await conn.execute(
-                select(knowledge_sources.c.id).where(
-                    knowledge_sources.c.id == source_id, knowledge_sources.c.bot_uuid == bot_uuid
-                )
-            )
-            if found.first() is None:
-                return False
-            await conn.execute(
-                delete(knowledge_chunks).where(knowledge_chunks.c.source_id == source_id)
-            )
-            await conn.execute(delete(knowledge_sources).where(knowledge_sources.c.id == source_id))
-            return True
-
-    async def has_knowledge(self, bot_uuid: str) -> bool:
-        async with self.read() as conn:
-            row = await conn.execute(
-                select(knowledge_chunks.c.id)
-                .where(knowledge_chunks.c.bot_uuid == bot_uuid)
-                .limit(1)
-            )
-            return row.first() is not None
-
-    async def search_chunks(self, bot_uuid: str, match: str, limit: int = 20) -> list[ChunkHit]:
-        """Full-text candidates for ``match`` (an expression from ``fts_query``), best first."""
-        if not match:
-            return []
-        async with self.read() as conn:
-            return await fulltext.search(conn, self.dialect, bot_uuid, match, limit)
-
 
 _RUN_COLUMNS = [
     runs.c[name]
@@ -714,7 +556,6 @@ _RUN_COLUMNS = [
         "error_code",
     )
 ]
-_SOURCE_COLUMNS = [c for c in knowledge_sources.c if c.name != "content"]
 _MESSAGE_FIELDS = (
     "id",
     "conversation_id",
@@ -730,27 +571,6 @@ _MESSAGE_FIELDS = (
     "meta",
     "created_at",
 )
-
-
-_CONFIRMATION_FIELDS = (
-    "id",
-    "conversation_id",
-    "run_id",
-    "tool_call_id",
-    "tool",
-    "params",
-    "step",
-    "status",
-    "continuation",
-    "created_at",
-    "expires_at",
-    "decided_by",
-    "resolved_at",
-)
-
-
-def _confirmation(row: Row[Any]) -> Confirmation:
-    return Confirmation(**{name: row._mapping[name] for name in _CONFIRMATION_FIELDS})
 
 
 def _message(row: Row[Any]) -> Message:
