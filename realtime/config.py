@@ -26,6 +26,9 @@ class Settings:
     # storage and broker
     database_url: str = "sqlite:///./realtime.db"  # REALTIME_DATABASE_URL
     admin_key: str = ""  # REALTIME_ADMIN_KEY; generated and printed once when empty
+    redis_url: str = ""  # REALTIME_REDIS_URL: set to share a Redis between nodes
+    redis_prefix: str = "rt:"  # REALTIME_REDIS_PREFIX: of every key and channel
+    redis_cluster: bool = False  # REALTIME_REDIS_CLUSTER: sharded pub/sub (SPUBLISH)
     # LLM
     provider: str = "auto"  # REALTIME_PROVIDER: auto | openai | offline
     openai_api_key: str = ""  # OPENAI_API_KEY

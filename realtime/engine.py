@@ -455,10 +455,12 @@ class Engine:
             by="agent",
         )
 
-    def listen_tenant(self, tenant_id: str, sink: Callable[[Frame], None]) -> Callable[[], None]:
+    async def listen_tenant(
+        self, tenant_id: str, sink: Callable[[Frame], None]
+    ) -> Callable[[], None]:
         """Follow a tenant's console channel (queue and presence changes); returns the stop."""
         channel = tenant_channel(tenant_id)
-        self.broker.listen(channel, sink)
+        await self.broker.listen(channel, sink)
         return lambda: self.broker.unlisten(channel, sink)
 
     # -- reading ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from realtime.admin import Admin
 from realtime.agent.offline import OfflineProvider
 from realtime.agent.provider import Provider
 from realtime.bootstrap import bootstrap
+from realtime.broker.base import Broker
 from realtime.broker.memory import MemoryBroker
 from realtime.config import Settings
 from realtime.engine import Engine
@@ -32,6 +33,20 @@ def make_provider(settings: Settings) -> Provider:
     return OfflineProvider()
 
 
+def make_broker(settings: Settings) -> Broker:
+    if settings.redis_url:
+        from realtime.broker.redis import RedisBroker
+
+        return RedisBroker(
+            settings.redis_url,
+            prefix=settings.redis_prefix,
+            replay_events=settings.replay_events,
+            idle_ttl=settings.replay_idle_ttl,
+            sharded=settings.redis_cluster,
+        )
+    return MemoryBroker(replay_events=settings.replay_events, idle_ttl=settings.replay_idle_ttl)
+
+
 def create_app(settings: Settings) -> Starlette:
     """The whole server as an ASGI app; backends start and stop with its lifespan."""
 
@@ -41,9 +56,7 @@ def create_app(settings: Settings) -> Starlette:
         result = await bootstrap(store, settings)
         if result.generated_admin_key:
             _announce_admin_key(result.generated_admin_key)
-        broker = MemoryBroker(
-            replay_events=settings.replay_events, idle_ttl=settings.replay_idle_ttl
-        )
+        broker = make_broker(settings)
         engine = Engine(settings, store, broker, make_provider(settings))
         await engine.start()
         app.state.engine = engine

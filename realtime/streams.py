@@ -129,7 +129,7 @@ class Streams:
         """
         state = await self.open(conversation_id)
         sub = Subscription(self.broker, conversation_id, sink, replay_sink or sink)
-        self.broker.listen(conversation_id, sub.on_frame)
+        await self.broker.listen(conversation_id, sub.on_frame)
         try:
             if after_seq is None:
                 sub.go_live(state.last_seq)

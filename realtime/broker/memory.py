@@ -91,7 +91,7 @@ class MemoryBroker:
         frames = [stream.ring[i] for i in range(start, len(stream.ring))]
         return LogRead(state, frames)
 
-    def listen(self, conversation_id: str, listener: Listener) -> None:
+    async def listen(self, conversation_id: str, listener: Listener) -> None:
         self._fanout.add(conversation_id, listener)
 
     def unlisten(self, conversation_id: str, listener: Listener) -> None:

@@ -88,7 +88,9 @@ class AgentConnection(Connection):
         elif isinstance(command, QueueCommand):
             if command.action == "subscribe":
                 if self._stop_queue is None:
-                    self._stop_queue = self.engine.listen_tenant(agent.tenant_id, self._on_frame)
+                    self._stop_queue = await self.engine.listen_tenant(
+                        agent.tenant_id, self._on_frame
+                    )
                 self.send("ack", command.id, queue=await handoffs.queue(agent.tenant_id))
             else:
                 if self._stop_queue is not None:

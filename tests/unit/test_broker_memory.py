@@ -109,8 +109,8 @@ def test_listeners_get_frames_and_a_broken_one_does_not_starve_others() -> None:
         def broken(frame: Frame) -> None:
             raise RuntimeError("boom")
 
-        broker.listen("c", broken)
-        broker.listen("c", got.append)
+        await broker.listen("c", broken)
+        await broker.listen("c", got.append)
         first = await broker.publish(token("c"))
         await broker.publish_ephemeral(events.typing("c", "agent", True))
         broker.unlisten("c", got.append)
@@ -126,7 +126,7 @@ def test_sweep_drops_only_idle_unlistened_streams() -> None:
         broker = MemoryBroker(idle_ttl=10.0)
         for cid in ("a", "b", "c"):
             await broker.open_stream(cid, 1, 0)
-        broker.listen("b", lambda frame: None)
+        await broker.listen("b", lambda frame: None)
         now = time.monotonic()
         assert broker.sweep(now) == 0  # not idle yet
         assert broker.sweep(now + 11) == 2
