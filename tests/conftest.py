@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from realtime.testing import FakeOpenAI
+from tests.databases import PostgresDatabases, backends, postgres_reachable
 from tests.support import RunningServer, llm_settings, make_settings, run_server
+
+BACKENDS = backends()
 
 # When a Hypothesis test fails, its pytest plugin imports libcst to write a patch with the
 # failing example; libcst's import emits a DeprecationWarning (from mypy_extensions), which
@@ -30,6 +33,35 @@ def anyio_backend() -> str:
 async def fake_llm() -> AsyncIterator[FakeOpenAI]:
     async with FakeOpenAI() as fake:
         yield fake
+
+
+def pytest_report_header() -> str:
+    return f"store backends: {', '.join(BACKENDS)} (REALTIME_TEST_DATABASES)"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresDatabases]:
+    """This run's PostgreSQL databases; whatever is left of them is dropped at the end."""
+    if not postgres_reachable():
+        pytest.fail("REALTIME_TEST_DATABASES names postgresql, but no PostgreSQL answers")
+    databases = PostgresDatabases()
+    databases.drop_leftovers()
+    try:
+        yield databases
+    finally:
+        databases.drop_leftovers()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The store of one test, on each backend in turn: a new SQLite file, or a new
+    PostgreSQL database (dropped when the test ends)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'realtime.db'}"
+        return
+    databases: PostgresDatabases = request.getfixturevalue("postgres")
+    with databases.database() as url:
+        yield url
 
 
 @pytest.fixture

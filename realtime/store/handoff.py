@@ -4,6 +4,13 @@ Every change of who owns a conversation is one conditional UPDATE: it succeeds o
 state it expects (and, for a claim, only while the agent has room), so of two concurrent
 claims exactly one wins, on one node or many. The caller learns whether it won from the row
 count and publishes the events.
+
+On PostgreSQL (READ COMMITTED) the state check alone is race-free: a second UPDATE of the
+same row waits for the first and re-checks the row as committed. The capacity check is not:
+it counts *other* rows, and two claims of one agent on two conversations would each count
+from before the other. So a change that gives a conversation to an agent first locks that
+agent's row (``SELECT ... FOR UPDATE``): its claims run one after the other, and each counts
+the ones committed before it. (On SQLite the store's write lock serialises every write.)
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ class HandoffStore:
     def __init__(self, store: Store) -> None:
         self.read = store.read
         self.write = store.write
+        self.dialect = store.dialect
 
     # -- agents ------------------------------------------------------------------------------
 
@@ -173,6 +181,7 @@ class HandoffStore:
         return await self._change(
             conversation_id,
             and_(conversations.c.status.in_(states), owned < capacity),
+            lock_agent=agent_id,
             status="with_human",
             agent_id=agent_id,
             agent_read_at=utcnow(),
@@ -194,7 +203,11 @@ class HandoffStore:
             .scalar_subquery()
         )
         return await self._change(
-            conversation_id, and_(mine, owned < capacity), agent_id=to_agent, agent_read_at=None
+            conversation_id,
+            and_(mine, owned < capacity),
+            lock_agent=to_agent,
+            agent_id=to_agent,
+            agent_read_at=None,
         )
 
     async def end_handoff(
@@ -212,8 +225,14 @@ class HandoffStore:
             conversation_id, where, status=status, agent_id=None, queued_at=None
         )
 
-    async def _change(self, conversation_id: str, where: Any, **values: Any) -> bool:
+    async def _change(
+        self, conversation_id: str, where: Any, *, lock_agent: str | None = None, **values: Any
+    ) -> bool:
         async with self.write() as conn:
+            if lock_agent is not None and self.dialect != "sqlite":
+                await conn.execute(
+                    select(agents.c.id).where(agents.c.id == lock_agent).with_for_update()
+                )
             result = await conn.execute(
                 update(conversations)
                 .where(conversations.c.id == conversation_id, where)

@@ -1,9 +1,12 @@
-"""Durable records over SQLAlchemy Core (async): SQLite by default.
+"""Durable records over SQLAlchemy Core (async): SQLite by default, or PostgreSQL (asyncpg).
 
 One :class:`Store` per process. Reads go straight to the pool; writes go through
 :meth:`Store.write`, which on SQLite also takes a process-wide lock, because SQLite has one
 writer and a deferred transaction that upgrades to a write can fail at once rather than
-wait. Dialect-specific SQL (full-text search) lives in :mod:`realtime.store.fulltext`.
+wait. PostgreSQL runs writes concurrently at READ COMMITTED: a write that reads a row to
+decide what to write locks it first (``SELECT ... FOR UPDATE``), and several processes may
+share the database (:meth:`Store.exclusive` serialises their bootstraps). Dialect-specific
+SQL (full-text search) lives in :mod:`realtime.store.fulltext`.
 """
 
 from __future__ import annotations
@@ -14,13 +17,13 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import anyio
 import orjson
-from sqlalchemy import and_, delete, event, func, insert, or_, select, update
+from sqlalchemy import and_, delete, event, func, insert, or_, select, text, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -103,9 +106,39 @@ class Store:
         await self.engine.dispose()
 
     async def migrate(self) -> None:
-        """Bring the schema to the newest migration (idempotent)."""
+        """Bring the schema to the newest migration (idempotent).
+
+        On PostgreSQL the migrations run in one transaction under an advisory lock, so
+        processes starting together migrate once: the others wait, then find it done.
+        """
         async with self.write() as conn:
+            if self.dialect == "postgresql":
+                await conn.execute(_ADVISORY_XACT_LOCK, {"name": "realtime.migrate"})
             await conn.run_sync(_run_migrations)
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[None]:
+        """Hold the database-wide lock ``name`` for the block (a PostgreSQL advisory lock):
+        of the processes sharing the database, one at a time runs it. Elsewhere a no-op
+        (a SQLite store belongs to one process)."""
+        if self.dialect != "postgresql":
+            yield
+            return
+        with anyio.CancelScope(shield=True):
+            conn = await self.engine.connect()
+            await conn.execute(text("SELECT pg_advisory_lock(hashtext(:name))"), {"name": name})
+            await conn.commit()  # the lock is the session's: no transaction stays open
+        try:
+            yield
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await conn.execute(
+                        text("SELECT pg_advisory_unlock(hashtext(:name))"), {"name": name}
+                    )
+                    await conn.commit()
+                finally:
+                    await conn.close()
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -342,14 +375,19 @@ class Store:
         try:
             async with self.write() as conn:
                 if client_id is not None:
-                    original = await self._idempotent_message(conn, tenant_id, owner, client_id)
+                    original = await self._idempotent_message(
+                        conn, tenant_id, owner, client_id, now
+                    )
                     if original is not None:
                         return Stored(original, False, "", False)
+                    # Only an expired key is replaced; a live one that a concurrent
+                    # duplicate committed meanwhile stays, and our insert of the key fails.
                     await conn.execute(
                         delete(idempotency_keys).where(
                             idempotency_keys.c.tenant_id == tenant_id,
                             idempotency_keys.c.owner == owner,
                             idempotency_keys.c.client_id == client_id,
+                            idempotency_keys.c.created_at <= now - IDEMPOTENCY_TTL,
                         )
                     )
                 if conversation_id is None:
@@ -370,11 +408,13 @@ class Store:
                     )
                     status = "bot"
                 else:
+                    # Locked until commit: a concurrent handoff waits, so the run queued
+                    # below is only ever queued while the bot owns the conversation.
                     status = (
                         await conn.execute(
-                            select(conversations.c.status).where(
-                                conversations.c.id == conversation_id
-                            )
+                            select(conversations.c.status)
+                            .where(conversations.c.id == conversation_id)
+                            .with_for_update()
                         )
                     ).scalar_one()
                     if status == "closed":  # writing again reopens it, with the bot
@@ -411,8 +451,11 @@ class Store:
                     )
                 return Stored(message, True, status, reopened)
         except IntegrityError:
-            # A concurrent duplicate won the race (PostgreSQL): answer with its message.
-            assert client_id is not None
+            # A concurrent duplicate won the race (PostgreSQL: the key's insert waited for
+            # it, then failed, and the whole transaction was rolled back): answer with the
+            # winner's message, read in a new transaction.
+            if client_id is None:
+                raise
             async with self.read() as conn:
                 original = await self._idempotent_message(conn, tenant_id, owner, client_id)
             if original is None:
@@ -420,7 +463,12 @@ class Store:
             return Stored(original, False, "", False)
 
     async def _idempotent_message(
-        self, conn: AsyncConnection, tenant_id: str, owner: str, client_id: str
+        self,
+        conn: AsyncConnection,
+        tenant_id: str,
+        owner: str,
+        client_id: str,
+        now: datetime | None = None,
     ) -> Message | None:
         row = (
             await conn.execute(
@@ -430,7 +478,7 @@ class Store:
                     idempotency_keys.c.tenant_id == tenant_id,
                     idempotency_keys.c.owner == owner,
                     idempotency_keys.c.client_id == client_id,
-                    idempotency_keys.c.created_at > utcnow() - IDEMPOTENCY_TTL,
+                    idempotency_keys.c.created_at > (now or utcnow()) - IDEMPOTENCY_TTL,
                 )
             )
         ).first()
@@ -586,6 +634,9 @@ def _message_values(message: Message) -> dict[str, Any]:
 def _title_from(content: str) -> str:
     text = " ".join(content.split())
     return text if len(text) <= 50 else text[:50] + "..."
+
+
+_ADVISORY_XACT_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:name))")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
