@@ -17,11 +17,15 @@ from typing import Any
 
 import httpx
 import orjson
+import sqlalchemy as sa
 import uvicorn
+from sqlalchemy.ext.asyncio import create_async_engine
 from websockets.asyncio.client import ClientConnection, connect
 
 from realtime.config import Settings
+from realtime.data.demo_shop import demo_shop_schema, demo_shop_url
 from realtime.server import create_app
+from realtime.store import async_url
 
 UNIT = float(os.environ.get("REALTIME_TEST_TIME_SCALE", "1"))
 REPO = Path(__file__).resolve().parent.parent
@@ -36,6 +40,8 @@ def free_port() -> int:
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Test settings: the offline responder and a SQLite store under ``tmp_path``, unless
+    ``database_url`` says otherwise (the ``database_url`` fixture gives each backend)."""
     base = Settings(
         database_url=f"sqlite:///{tmp_path / 'realtime.db'}",
         admin_key=ADMIN_KEY,
@@ -56,6 +62,22 @@ def llm_settings(tmp_path: Path, fake: Any, **overrides: Any) -> Settings:
         openai_api_key="sk-test",
         **overrides,
     )
+
+
+async def demo_shop_rows(settings: Settings, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` (with ``:name`` parameters) on the demo shop of the server with
+    ``settings``: its SQLite file, or its schema of the PostgreSQL store."""
+    url = demo_shop_url(settings.database_url)
+    assert url is not None, settings.database_url
+    schema = demo_shop_schema(url)
+    engine = create_async_engine(async_url(url))
+    try:
+        async with engine.connect() as conn:
+            if schema is not None:
+                await conn.execute(sa.text(f'SET search_path TO "{schema}"'))
+            return [tuple(row) for row in await conn.execute(sa.text(sql), params)]
+    finally:
+        await engine.dispose()
 
 
 @dataclass

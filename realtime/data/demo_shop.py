@@ -1,8 +1,12 @@
 """The demo shop database the `demo` bot's data tools work on.
 
-A small, deterministic SQLite shop: categories, products, customers and orders (a few hundred
-rows), created at first start beside the server's own database. The demo bot may read all of
-it, manage products, and update orders.
+A small, deterministic shop: categories, products, customers and orders (a few hundred rows),
+created at first start. The demo bot may read all of it, manage products, and update orders.
+
+Where it lives follows the server's database (:func:`demo_shop_url`): beside a SQLite store,
+its own SQLite file ``demo_shop.db``; with a PostgreSQL store, the schema ``demo_shop`` of the
+same database, so that every node of a multi-node deployment works on the same shop (a data
+source must be shared). The bot's data source names that schema (``"schema": "demo_shop"``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from realtime.store import async_url
+
+SCHEMA = "demo_shop"  # on PostgreSQL
 
 metadata = sa.MetaData()
 
@@ -89,24 +98,57 @@ _STATUSES = ["pending", "paid", "shipped", "delivered", "cancelled", "returned"]
 
 
 def demo_shop_url(database_url: str) -> str | None:
-    """Where the demo shop lives for a server database URL: beside a SQLite file."""
-    if not database_url.startswith("sqlite:///"):
-        return None
-    path = Path(database_url[len("sqlite:///") :])
-    return f"sqlite:///{path.with_name('demo_shop.db')}"
+    """Where the demo shop lives for a server database URL: beside a SQLite file, or in the
+    same PostgreSQL database (in the schema :func:`demo_shop_schema` names); else None."""
+    if database_url.startswith("sqlite:///"):
+        path = Path(database_url[len("sqlite:///") :])
+        return f"sqlite:///{path.with_name('demo_shop.db')}"
+    if sa.engine.make_url(async_url(database_url)).get_backend_name() == "postgresql":
+        return database_url
+    return None
 
 
-def create_demo_shop(url: str) -> None:
-    """Create and fill the demo shop at ``url`` unless it already has its tables."""
-    engine = sa.create_engine(url)
+def demo_shop_schema(url: str) -> str | None:
+    """The schema of the demo shop at ``url``: ``demo_shop`` on PostgreSQL, else None."""
+    return None if url.startswith("sqlite:") else SCHEMA
+
+
+async def create_demo_shop(url: str) -> None:
+    """Create and fill the demo shop at ``url`` unless it already has its tables.
+
+    Idempotent, and safe when several processes start at once: on PostgreSQL the schema, the
+    tables and their rows are created in one transaction under an advisory lock, so the
+    others wait and then find the shop complete.
+    """
+    engine = create_async_engine(async_url(url))
     try:
-        if sa.inspect(engine).has_table("orders"):
-            return
-        metadata.create_all(engine)
-        with engine.begin() as conn:
-            _fill(conn)
+        async with engine.begin() as conn:
+            await conn.run_sync(_create, demo_shop_schema(url))
     finally:
-        engine.dispose()
+        await engine.dispose()
+
+
+def _create(conn: sa.Connection, schema: str | None) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('realtime.demo_shop'))"))
+        conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    if sa.inspect(conn).has_table("orders", schema=schema):
+        return
+    if schema is not None:
+        conn = conn.execution_options(schema_translate_map={None: schema})
+    metadata.create_all(conn)
+    _fill(conn)
+    if conn.dialect.name == "postgresql":
+        # The rows were inserted with their ids: move each serial past them.
+        for table in metadata.sorted_tables:
+            name = f'"{schema}"."{table.name}"'
+            conn.execute(
+                sa.text(
+                    f"SELECT setval(pg_get_serial_sequence(:table, 'id'), "
+                    f"(SELECT max(id) FROM {name}))"
+                ),
+                {"table": name},
+            )
 
 
 def _fill(conn: sa.Connection) -> None:

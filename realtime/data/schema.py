@@ -139,16 +139,19 @@ def parse_permissions(tables: Any) -> dict[str, tuple[str | None, frozenset[str]
 
 
 def introspect(
-    conn: Connection, permissions: Mapping[str, tuple[str | None, frozenset[str]]]
+    conn: Connection,
+    permissions: Mapping[str, tuple[str | None, frozenset[str]]],
+    schema: str | None = None,
 ) -> DataSchema:
-    """Reflect the allowed tables that exist; run inside ``AsyncConnection.run_sync``."""
-    existing = set(sa.inspect(conn).get_table_names())
+    """Reflect the allowed tables that exist (in ``schema``, or the default one); run inside
+    ``AsyncConnection.run_sync``. Tables keep their plain names; statements name the schema."""
+    existing = set(sa.inspect(conn).get_table_names(schema=schema))
     names = [n for n in permissions if n in existing and permissions[n][1]]
     metadata = sa.MetaData()
-    metadata.reflect(bind=conn, only=names)
+    metadata.reflect(bind=conn, only=names, schema=schema)
     tables: dict[str, TableInfo] = {}
     for name in names:
-        table = metadata.tables[name]
+        table = metadata.tables[name if schema is None else f"{schema}.{name}"]
         label, actions = permissions[name]
         pk_columns = [c.name for c in table.primary_key.columns]
         columns = {c.name: _column(c, len(pk_columns) == 1) for c in table.columns}

@@ -1,6 +1,8 @@
 """Data sources: a bot's SQL database, introspected once, queried through checked statements.
 
-A bot's ``data_source`` setting is ``{"url": <SQLAlchemy URL>, "tables": {name: actions}}``.
+A bot's ``data_source`` setting is ``{"url": <SQLAlchemy URL>, "tables": {name: actions}}``,
+with an optional ``"schema"``: the database schema the tables are in (PostgreSQL; without it,
+the connection's default). Every statement then names the schema.
 :class:`DataSources` keeps one async engine per URL and one introspected schema per
 (URL, permissions). :meth:`DataSource.run` executes a :class:`~realtime.data.query.Query` and
 returns an observation for the model; database errors become observations too.
@@ -12,6 +14,7 @@ import asyncio
 import datetime as dt
 import decimal
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +33,7 @@ from realtime.store import async_url
 log = logging.getLogger("realtime.data")
 
 OBSERVATION_CHARS = 6000
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +58,15 @@ def validate_data_source(value: Any) -> dict[str, Any] | None:
             "invalid_field", "data_source.url is not a valid database URL"
         ) from None
     parse_permissions(value.get("tables"))
-    return {"url": url, "tables": value["tables"]}
+    schema = value.get("schema")
+    if schema is None:
+        return {"url": url, "tables": value["tables"]}
+    if not isinstance(schema, str) or not _SCHEMA_NAME.fullmatch(schema):
+        raise ProtocolError(
+            "invalid_field",
+            "data_source.schema must be a schema name (letters, digits and _, at most 63)",
+        )
+    return {"url": url, "schema": schema, "tables": value["tables"]}
 
 
 class DataSource:
@@ -160,7 +172,7 @@ class DataSources:
                         sa.event.listen(engine.sync_engine, "connect", _sqlite_foreign_keys)
                 permissions = parse_permissions(config["tables"])
                 async with engine.connect() as conn:
-                    schema = await conn.run_sync(introspect, permissions)
+                    schema = await conn.run_sync(introspect, permissions, config.get("schema"))
                 source = self._sources[cache_key] = DataSource(engine, schema)
         return source
 

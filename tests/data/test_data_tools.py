@@ -1,13 +1,13 @@
-"""Data tools on the real demo shop (SQLite): examples, and properties for anything a model
-might write: nothing raises past the tool boundary, nothing touches a table outside the
-allowlist."""
+"""Data tools on the real demo shop (a SQLite file, and the ``demo_shop`` schema of a
+PostgreSQL database): examples, and properties for anything a model might write: nothing
+raises past the tool boundary, nothing touches a table outside the allowlist."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,26 +19,28 @@ from hypothesis import strategies as st
 
 from realtime.agent.provider import ToolCallRequest
 from realtime.agent.tools import DATA_TOOL_NAMES, ToolContext, default_registry
-from realtime.data.demo_shop import PERMISSIONS, create_demo_shop
+from realtime.data.demo_shop import PERMISSIONS, create_demo_shop, demo_shop_schema
 from realtime.data.query import OPERATORS
 from realtime.data.source import DataSource, DataSources
 from realtime.knowledge.retrieval import Retriever
+from tests.conftest import BACKENDS
+from tests.databases import PostgresDatabases
 
 ALLOWED = {"products": ["read", "update"], "categories": ["read"]}
-FORBIDDEN = ("customers", "orders", "sqlite_master")
+FORBIDDEN = ("customers", "orders", "sqlite_master", "pg_catalog", "public")
 
 
 class World:
     """A demo shop, a data source with restricted permissions, and a loop to drive them."""
 
-    def __init__(self, root: Path, tables: dict[str, Any]) -> None:
-        self.path = root / "demo_shop.db"
-        create_demo_shop(f"sqlite:///{self.path}")
+    def __init__(self, url: str, tables: dict[str, Any]) -> None:
         self.loop = asyncio.new_event_loop()
+        self.run(create_demo_shop(url))
         self.sources = DataSources()
-        self.source: DataSource = self.run(
-            self.sources.get({"url": f"sqlite:///{self.path}", "tables": tables})
-        )
+        config: dict[str, Any] = {"url": url, "tables": tables}
+        if demo_shop_schema(url) is not None:
+            config["schema"] = demo_shop_schema(url)
+        self.source: DataSource = self.run(self.sources.get(config))
         self.statements: list[str] = []
         sa.event.listen(self.source.engine.sync_engine, "before_cursor_execute", self._seen)
         self.registry = default_registry()
@@ -56,23 +58,54 @@ class World:
         call = ToolCallRequest("call_1", tool, raw)
         return self.run(self.registry.execute(call, self.ctx, DATA_TOOL_NAMES))
 
+    def count(self, table: str, **equal: Any) -> int:
+        """Rows of a visible table with these column values, read past the tools."""
+        t = self.source.schema.tables[table].table
+        query = sa.select(sa.func.count()).select_from(t)
+        query = query.where(*(t.c[k] == v for k, v in equal.items()))
+
+        async def read() -> int:
+            async with self.source.engine.connect() as conn:
+                return int((await conn.execute(query)).scalar_one())
+
+        return int(self.run(read()))
+
     def close(self) -> None:
         self.run(self.sources.close())
         self.loop.close()
 
 
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    world = World(tmp_path_factory.mktemp("shop"), PERMISSIONS)
-    yield world
-    world.close()
+@contextlib.contextmanager
+def world(request: pytest.FixtureRequest, root: Path, tables: dict[str, Any]) -> Iterator[World]:
+    """A demo shop on the module's backend: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{root / 'demo_shop.db'}"
+        stack: contextlib.AbstractContextManager[str] = contextlib.nullcontext(url)
+    else:
+        databases: PostgresDatabases = request.getfixturevalue("postgres")
+        stack = databases.database()
+    with stack as url:
+        shop = World(url, tables)
+        try:
+            yield shop
+        finally:
+            shop.close()
 
 
-@pytest.fixture(scope="module")
-def restricted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    world = World(tmp_path_factory.mktemp("restricted"), ALLOWED)
-    yield world
-    world.close()
+@pytest.fixture(scope="module", params=BACKENDS)
+def shop(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    with world(request, tmp_path_factory.mktemp("shop"), PERMISSIONS) as w:
+        yield w
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def restricted(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    with world(request, tmp_path_factory.mktemp("restricted"), ALLOWED) as w:
+        yield w
 
 
 def test_schema_is_filtered_by_permissions(restricted: World) -> None:
@@ -191,8 +224,7 @@ def test_writes_go_through_and_report(shop: World) -> None:
     assert bad_fk.observation.startswith("error: the database refused this")
     _, deleted = shop.call("delete_record", {"table": "products", "id": record_id})
     assert deleted.observation == f"Deleted products #{record_id}"
-    with sqlite3.connect(shop.path) as db:
-        assert db.execute("SELECT count(*) FROM products WHERE name='Probe'").fetchone() == (0,)
+    assert shop.count("products", name="Probe") == 0
 
 
 # -- properties ---------------------------------------------------------------------------
@@ -282,5 +314,4 @@ def test_nothing_a_model_writes_escapes_the_tool_or_the_allowlist(
         assert not touched, (statement, args)
     if tool in ("create_record", "delete_record"):
         assert not result.ok  # neither is allowed anywhere in this allowlist
-    with sqlite3.connect(restricted.path) as db:
-        assert db.execute("SELECT count(*) FROM categories").fetchone() == (8,)
+    assert restricted.count("categories") == 8

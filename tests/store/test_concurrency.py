@@ -4,14 +4,19 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
+from realtime.bootstrap import bootstrap
+from realtime.data.demo_shop import demo_shop_url
+from realtime.engine import DEFAULT_TENANT
 from realtime.store import HumanAgent, Message, Store, utcnow
-from realtime.store.schema import runs
+from realtime.store.schema import bots, runs, tenants
 from realtime.types import new_id
 from tests.store.conftest import TENANT
+from tests.support import demo_shop_rows, make_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -174,3 +179,32 @@ async def test_naive_utc_datetimes_and_json_round_trip(store: Store) -> None:
     assert back.created_at.tzinfo is None
     original = await store.get_message(stored.message.id)
     assert original == stored.message
+
+
+async def test_processes_bootstrapping_one_database_at_once(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Two servers starting together on one (PostgreSQL) database: one migrates and creates
+    the tenant, the demo bot and the demo shop; the other waits and finds them."""
+    if database_url.startswith("sqlite:"):
+        pytest.skip("a SQLite store belongs to one process")
+    settings = make_settings(tmp_path, database_url=database_url)
+    stores = [Store(database_url) for _ in range(3)]
+    try:
+        results = await asyncio.gather(*(bootstrap(s, settings) for s in stores))
+        assert sorted(r.demo_sources for r in results)[:2] == [0, 0]
+        async with stores[0].read() as conn:
+            assert (await conn.execute(select(func.count()).select_from(tenants))).scalar() == 1
+            assert (await conn.execute(select(func.count()).select_from(bots))).scalar() == 1
+        bot = await stores[0].get_bot(DEFAULT_TENANT, "demo")
+        assert bot is not None
+        assert bot.config["data_source"] == {
+            "url": demo_shop_url(database_url),
+            "schema": "demo_shop",
+            "tables": bot.config["data_source"]["tables"],
+        }
+        assert await demo_shop_rows(settings, "SELECT count(*) FROM categories") == [(8,)]
+        assert await demo_shop_rows(settings, "SELECT count(*) FROM orders") == [(300,)]
+    finally:
+        for s in stores:
+            await s.close()

@@ -118,6 +118,16 @@ def test_with_defaults_keeps_stored_values() -> None:
             {"url": "sqlite:///x.db", "tables": {"t": ["drop"]}},
             "data_source.tables.t",
         ),
+        (
+            "data_source",
+            {"url": "postgresql://h/db", "schema": "a; DROP", "tables": {"t": ["read"]}},
+            "data_source.schema must be",
+        ),
+        (
+            "data_source",
+            {"url": "postgresql://h/db", "schema": 1, "tables": {"t": ["read"]}},
+            "data_source.schema must be",
+        ),
         ("nonsense", 1, "unknown setting"),
     ],
 )
@@ -143,6 +153,10 @@ def test_each_bad_field_is_named(name: str, value: Any, error: str) -> None:
         ("citation_threshold", 0.0),
         ("data_source", None),
         ("data_source", {"url": "sqlite:///x.db", "tables": {"t": ["read", "update"]}}),
+        (
+            "data_source",
+            {"url": "postgresql://u@h/db", "schema": "demo_shop", "tables": {"t": ["read"]}},
+        ),
         ("tools", []),
         ("handoff_trigger", "both"),
         ("allowed_origins", ["https://example.com"]),
