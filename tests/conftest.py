@@ -65,18 +65,21 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
-    """The server on embedded defaults with the offline responder."""
-    async with run_server(make_settings(tmp_path)) as running:
+async def server(tmp_path: Path, database_url: str) -> AsyncIterator[RunningServer]:
+    """The server with the offline responder, on each store backend."""
+    async with run_server(make_settings(tmp_path, database_url=database_url)) as running:
         yield running
 
 
 @pytest.fixture
-async def llm_server(tmp_path: Path, fake_llm: FakeOpenAI) -> AsyncIterator[RunningServer]:
+async def llm_server(
+    tmp_path: Path, database_url: str, fake_llm: FakeOpenAI
+) -> AsyncIterator[RunningServer]:
     """The server with the OpenAI provider pointed at the fake OpenAI server."""
     settings = llm_settings(
         tmp_path,
         fake_llm,
+        database_url=database_url,
         llm_read_timeout=5.0,
     )
     async with run_server(settings) as running:

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from realtime.config import Settings
 from realtime.testing import FakeOpenAI, Text, ToolCall
 from tests.support import (
     TERMINAL,
     UNIT,
     Client,
     RunningServer,
+    demo_shop_rows,
     llm_settings,
     only,
     run_server,
@@ -27,13 +28,9 @@ pytestmark = pytest.mark.anyio
 WIDGET = {"table": "products", "data": {"name": "New Widget", "price": 29.99, "category_id": 1}}
 
 
-def shop_rows(tmp_path: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(tmp_path / "demo_shop.db") as db:
-        return db.execute(sql, args).fetchall()
-
-
-def widgets(tmp_path: Path, name: str = "New Widget") -> int:
-    return len(shop_rows(tmp_path, "SELECT id FROM products WHERE name = ?", name))
+async def widgets(settings: Settings, name: str = "New Widget") -> int:
+    rows = await demo_shop_rows(settings, "SELECT id FROM products WHERE name = :name", name=name)
+    return len(rows)
 
 
 def last_user(text: str) -> Any:
@@ -94,7 +91,7 @@ async def test_read_tool_runs_at_once(llm_server: RunningServer, fake_llm: FakeO
 
 
 async def test_write_waits_then_runs_once_when_approved(
-    llm_server: RunningServer, fake_llm: FakeOpenAI, tmp_path: Path
+    llm_server: RunningServer, fake_llm: FakeOpenAI
 ) -> None:
     fake_llm.add(
         last_user("add a widget"),
@@ -116,7 +113,7 @@ async def test_write_waits_then_runs_once_when_approved(
             WIDGET,
         )
         assert requested["expires_at"].endswith("Z")
-        assert widgets(tmp_path) == 0, "a write ran before confirmation"
+        assert await widgets(llm_server.settings) == 0, "a write ran before confirmation"
         assert len(fake_llm.requests) == 1
 
         await resolve(client, cid, "call_w1", "approve", id="ok")
@@ -138,14 +135,14 @@ async def test_write_waits_then_runs_once_when_approved(
     assert done["type"] == "run.completed"
     assert done["run_id"] == requested["run_id"] == step["run_id"]
     assert done["message"]["content"] == text_of(frames) + text_of(rest)
-    assert widgets(tmp_path) == 1
+    assert await widgets(llm_server.settings) == 1
     second = fake_llm.requests[1].body["messages"]
     assert second[-1]["role"] == "tool" and second[-1]["tool_call_id"] == "call_w1"
     assert second[-1]["content"] == again["observation"]
 
 
 async def test_rejected_write_never_runs_and_the_model_is_told(
-    llm_server: RunningServer, fake_llm: FakeOpenAI, tmp_path: Path
+    llm_server: RunningServer, fake_llm: FakeOpenAI
 ) -> None:
     fake_llm.add(
         last_user("add a widget please"),
@@ -165,7 +162,7 @@ async def test_rejected_write_never_runs_and_the_model_is_told(
     assert (resolved["decision"], resolved["by"]) == ("rejected", "visitor")
     assert not only(rest, "run.step"), "a rejected write has no observation step"
     assert rest[-1]["type"] == "run.completed"
-    assert widgets(tmp_path) == 0
+    assert await widgets(llm_server.settings) == 0
     tool_messages = [m for m in fake_llm.requests[1].body["messages"] if m["role"] == "tool"]
     assert [m["tool_call_id"] for m in tool_messages] == ["call_r1", "call_r2"]
     assert "declined" in tool_messages[0]["content"]
@@ -173,7 +170,7 @@ async def test_rejected_write_never_runs_and_the_model_is_told(
 
 
 async def test_edited_params_are_validated_then_used(
-    llm_server: RunningServer, fake_llm: FakeOpenAI, tmp_path: Path
+    llm_server: RunningServer, fake_llm: FakeOpenAI
 ) -> None:
     fake_llm.add(
         last_user("add a widget, edit it"),
@@ -198,15 +195,20 @@ async def test_edited_params_are_validated_then_used(
     assert (error2["code"], error2["id"]) == ("invalid_params", "bad2")
     step = only(rest, "run.step")[0]
     assert step["params"] == edited and "Edited Widget" in step["observation"]
-    assert widgets(tmp_path) == 0 and widgets(tmp_path, "Edited Widget") == 1
+    assert (
+        await widgets(llm_server.settings) == 0
+        and await widgets(llm_server.settings, "Edited Widget") == 1
+    )
 
 
-async def test_unanswered_confirmation_expires(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+async def test_unanswered_confirmation_expires(
+    tmp_path: Path, database_url: str, fake_llm: FakeOpenAI
+) -> None:
     fake_llm.add(
         last_user("add a widget later"),
         [Text("Adding."), ToolCall("create_record", WIDGET, id="call_x1")],
     )
-    settings = llm_settings(tmp_path, fake_llm, confirmation_ttl=0.5)
+    settings = llm_settings(tmp_path, fake_llm, database_url=database_url, confirmation_ttl=0.5)
     async with run_server(settings) as server, ws_client(server) as client:
         await client.hello()
         frames = await ask_until_confirmation(client, "add a widget later")
@@ -220,11 +222,11 @@ async def test_unanswered_confirmation_expires(tmp_path: Path, fake_llm: FakeOpe
     assert (failed["type"], failed["code"]) == ("run.failed", "confirmation_expired")
     assert failed["partial"]["content"] == "Adding."
     assert (late["type"], late["code"]) == ("error", "confirmation_expired")
-    assert widgets(tmp_path) == 0
+    assert await widgets(settings) == 0
 
 
 async def test_two_concurrent_approvals_execute_once(
-    llm_server: RunningServer, fake_llm: FakeOpenAI, tmp_path: Path
+    llm_server: RunningServer, fake_llm: FakeOpenAI
 ) -> None:
     fake_llm.add(
         last_user("add one widget"),
@@ -248,11 +250,11 @@ async def test_two_concurrent_approvals_execute_once(
     assert sorted([reply_a["type"], reply_b["type"]]) == ["ack", "error"]
     error = reply_a if reply_a["type"] == "error" else reply_b
     assert error["code"] == "confirmation_not_pending"
-    assert widgets(tmp_path) == 1
+    assert await widgets(llm_server.settings) == 1
 
 
 async def test_approve_after_reconnecting_on_a_new_socket(
-    llm_server: RunningServer, fake_llm: FakeOpenAI, tmp_path: Path
+    llm_server: RunningServer, fake_llm: FakeOpenAI
 ) -> None:
     fake_llm.add(
         last_user("add a widget, I'll be back"),
@@ -279,11 +281,11 @@ async def test_approve_after_reconnecting_on_a_new_socket(
     assert rest[0]["type"] == "ack"
     assert rest[-1]["type"] == "run.completed"
     assert [f["seq"] for f in rest if "seq" in f][0] == last + 1
-    assert widgets(tmp_path) == 1
+    assert await widgets(llm_server.settings) == 1
 
 
 async def test_another_session_cannot_resolve(
-    llm_server: RunningServer, fake_llm: FakeOpenAI, tmp_path: Path
+    llm_server: RunningServer, fake_llm: FakeOpenAI
 ) -> None:
     fake_llm.add(
         last_user("add a widget, mine"),
@@ -304,7 +306,7 @@ async def test_another_session_cannot_resolve(
     assert (refused["code"], refused["id"]) == ("conversation_not_found", "x")
     assert (unknown["code"], unknown["id"]) == ("confirmation_not_found", "y")
     assert (invalid["code"], invalid["id"]) == ("invalid_field", "z")
-    assert widgets(tmp_path) == 0
+    assert await widgets(llm_server.settings) == 0
     async with llm_server.http() as http:
         history = (
             await http.get(
@@ -315,7 +317,7 @@ async def test_another_session_cannot_resolve(
 
 
 async def test_new_message_rejects_the_pending_write(
-    llm_server: RunningServer, fake_llm: FakeOpenAI, tmp_path: Path
+    llm_server: RunningServer, fake_llm: FakeOpenAI
 ) -> None:
     fake_llm.add(
         last_user("add a widget now"),
@@ -339,11 +341,11 @@ async def test_new_message_rejects_the_pending_write(
     assert kinds.index("confirmation.resolved") < kinds.index("run.cancelled")
     assert kinds.index("run.cancelled") < kinds.index("run.started")
     assert rest[-1]["message"]["content"] == "Sure, nothing changed."
-    assert widgets(tmp_path) == 0
+    assert await widgets(llm_server.settings) == 0
 
 
 async def test_several_writes_in_one_turn_are_confirmed_one_by_one(
-    llm_server: RunningServer, fake_llm: FakeOpenAI, tmp_path: Path
+    llm_server: RunningServer, fake_llm: FakeOpenAI
 ) -> None:
     second = {"table": "products", "data": {"name": "Second Widget", "price": 3, "category_id": 2}}
     fake_llm.add(
@@ -362,7 +364,10 @@ async def test_several_writes_in_one_turn_are_confirmed_one_by_one(
         assert [r["tool_call_id"] for r in only(frames, "confirmation.requested")] == ["call_a"]
         await resolve(client, cid, "call_a", "approve", id="1")
         middle = await until(client, "awaiting_confirmation")
-        assert widgets(tmp_path) == 1 and widgets(tmp_path, "Second Widget") == 0
+        assert (
+            await widgets(llm_server.settings) == 1
+            and await widgets(llm_server.settings, "Second Widget") == 0
+        )
         steps = only(middle, "run.step")
         assert [(s["step"], s["tool_call_id"]) for s in steps] == [
             (1, "call_a"),
@@ -373,20 +378,25 @@ async def test_several_writes_in_one_turn_are_confirmed_one_by_one(
         await resolve(client, cid, "call_c", "approve", id="2")
         rest = await until(client, *TERMINAL)
     assert rest[-1]["type"] == "run.completed"
-    assert widgets(tmp_path) == 1 and widgets(tmp_path, "Second Widget") == 1
+    assert (
+        await widgets(llm_server.settings) == 1
+        and await widgets(llm_server.settings, "Second Widget") == 1
+    )
     tool_ids = [
         m["tool_call_id"] for m in fake_llm.requests[1].body["messages"] if m["role"] == "tool"
     ]
     assert tool_ids == ["call_a", "call_b", "call_c"]
 
 
-async def test_a_pending_write_survives_a_restart(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+async def test_a_pending_write_survives_a_restart(
+    tmp_path: Path, database_url: str, fake_llm: FakeOpenAI
+) -> None:
     fake_llm.add(
         last_user("add a widget across restarts"),
         [ToolCall("create_record", WIDGET, id="call_s1")],
         [Text("Added after all.")],
     )
-    settings = llm_settings(tmp_path, fake_llm)
+    settings = llm_settings(tmp_path, fake_llm, database_url=database_url)
     async with run_server(settings) as server, ws_client(server) as client:
         await client.hello()
         frames = await ask_until_confirmation(client, "add a widget across restarts")
@@ -399,13 +409,11 @@ async def test_a_pending_write_survives_a_restart(tmp_path: Path, fake_llm: Fake
         rest = await until(client, *TERMINAL)
     assert rest[-1]["type"] == "run.completed"
     assert rest[-1]["message"]["content"] == "Added after all."
-    assert widgets(tmp_path) == 1
+    assert await widgets(settings) == 1
     await asyncio.sleep(0.01 * UNIT)
 
 
-async def test_cancel_ends_a_waiting_run(
-    llm_server: RunningServer, fake_llm: FakeOpenAI, tmp_path: Path
-) -> None:
+async def test_cancel_ends_a_waiting_run(llm_server: RunningServer, fake_llm: FakeOpenAI) -> None:
     fake_llm.add(
         last_user("add a widget, or not"), [ToolCall("create_record", WIDGET, id="call_k1")]
     )
@@ -422,15 +430,13 @@ async def test_cancel_ends_a_waiting_run(
     assert (resolved["decision"], resolved["by"]) == ("rejected", "cancel")
     assert rest[-1]["type"] == "run.cancelled" and rest[-1]["message"] is None
     assert late["code"] == "confirmation_not_pending"
-    assert widgets(tmp_path) == 0
+    assert await widgets(llm_server.settings) == 0
 
 
-async def test_the_offline_responder_never_proposes_writes(
-    server: RunningServer, tmp_path: Path
-) -> None:
+async def test_the_offline_responder_never_proposes_writes(server: RunningServer) -> None:
     async with ws_client(server) as client:
         await client.hello()
         frames = await client.ask("Please create a product called New Widget for 29.99")
     assert frames[-1]["type"] == "run.completed"
     assert not only(frames, "confirmation.requested") and not only(frames, "run.step")
-    assert widgets(tmp_path) == 0
+    assert await widgets(server.settings) == 0

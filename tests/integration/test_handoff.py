@@ -246,8 +246,12 @@ async def test_no_agent_online_then_one_arrives(server: RunningServer) -> None:
         assert (await until(visitor, "handoff.accepted"))["take_over"] is False
 
 
-async def test_reconnect_within_grace_keeps_presence_and_assignments(tmp_path: Path) -> None:
-    async with run_server(make_settings(tmp_path, presence_grace=1.0)) as server:
+async def test_reconnect_within_grace_keeps_presence_and_assignments(
+    tmp_path: Path, database_url: str
+) -> None:
+    async with run_server(
+        make_settings(tmp_path, database_url=database_url, presence_grace=1.0)
+    ) as server:
         await setup_desk(server)
         async with ws_client(server) as visitor, console(server, "bob") as bob:
             await bob.send(type="queue.subscribe", id="q")
@@ -279,9 +283,9 @@ async def test_reconnect_within_grace_keeps_presence_and_assignments(tmp_path: P
             assert (await until(bob, "queue.added"))["item"]["conversation"]["id"] == cid
 
 
-async def test_the_model_hands_off(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+async def test_the_model_hands_off(tmp_path: Path, database_url: str, fake_llm: FakeOpenAI) -> None:
     fake_llm.add(None, [ToolCall("request_handoff", {"reason": "refund dispute"}, id="h1")])
-    async with run_server(llm_settings(tmp_path, fake_llm)) as server:
+    async with run_server(llm_settings(tmp_path, fake_llm, database_url=database_url)) as server:
         await setup_desk(server, trigger="auto")
         async with ws_client(server) as visitor:
             await visitor.hello()
@@ -339,8 +343,12 @@ async def test_button_needs_the_button_trigger(server: RunningServer) -> None:
     assert refused["code"] == "handoff_unavailable"
 
 
-async def test_withdrawn_and_expired_requests_return_to_the_bot(tmp_path: Path) -> None:
-    async with run_server(make_settings(tmp_path, handoff_timeout=0.6)) as server:
+async def test_withdrawn_and_expired_requests_return_to_the_bot(
+    tmp_path: Path, database_url: str
+) -> None:
+    async with run_server(
+        make_settings(tmp_path, database_url=database_url, handoff_timeout=0.6)
+    ) as server:
         await setup_desk(server)
         async with ws_client(server) as visitor:
             await visitor.hello()
@@ -380,10 +388,12 @@ async def test_capacity_is_respected(server: RunningServer) -> None:
         assert (await reply(alice, "3"))["code"] == "already_yours"
 
 
-async def test_watch_live_and_take_over_mid_answer(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+async def test_watch_live_and_take_over_mid_answer(
+    tmp_path: Path, database_url: str, fake_llm: FakeOpenAI
+) -> None:
     slow = " ".join(f"w{i}" for i in range(80))
     fake_llm.add(None, [Text(slow, delay=0.03)])
-    async with run_server(llm_settings(tmp_path, fake_llm)) as server:
+    async with run_server(llm_settings(tmp_path, fake_llm, database_url=database_url)) as server:
         await setup_desk(server)
         async with ws_client(server) as visitor, console(server, "alice") as alice:
             await visitor.hello()
@@ -480,10 +490,10 @@ WIDGET = {"table": "products", "data": {"name": "Desk Widget", "price": 12, "cat
 
 
 async def test_an_agent_may_answer_a_pending_write_when_the_bot_allows_it(
-    tmp_path: Path, fake_llm: FakeOpenAI
+    tmp_path: Path, database_url: str, fake_llm: FakeOpenAI
 ) -> None:
     fake_llm.add(None, [ToolCall("create_record", WIDGET, id="call_d1")])
-    async with run_server(llm_settings(tmp_path, fake_llm)) as server:
+    async with run_server(llm_settings(tmp_path, fake_llm, database_url=database_url)) as server:
         await setup_desk(server)
         async with ws_client(server) as visitor, console(server, "alice") as alice:
             await visitor.hello()
@@ -523,9 +533,9 @@ async def test_an_agent_may_answer_a_pending_write_when_the_bot_allows_it(
 
 
 async def test_after_release_the_model_knows_what_the_person_said(
-    tmp_path: Path, fake_llm: FakeOpenAI
+    tmp_path: Path, database_url: str, fake_llm: FakeOpenAI
 ) -> None:
-    async with run_server(llm_settings(tmp_path, fake_llm)) as server:
+    async with run_server(llm_settings(tmp_path, fake_llm, database_url=database_url)) as server:
         await setup_desk(server)
         async with ws_client(server) as visitor, console(server, "alice") as alice:
             await visitor.hello()

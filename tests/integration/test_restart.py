@@ -14,8 +14,8 @@ from tests.support import TERMINAL, UNIT, llm_settings, make_settings, only, run
 pytestmark = pytest.mark.anyio
 
 
-async def test_seq_never_repeats_across_a_restart(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path)
+async def test_seq_never_repeats_across_a_restart(tmp_path: Path, database_url: str) -> None:
+    settings = make_settings(tmp_path, database_url=database_url)
     async with run_server(settings) as server, ws_client(server) as client:
         await client.hello()
         first = await client.ask("What is an epoch?")
@@ -46,8 +46,10 @@ async def test_seq_never_repeats_across_a_restart(tmp_path: Path) -> None:
     assert len(history["messages"]) == 4
 
 
-async def test_resume_beyond_the_log_gets_history_reset(tmp_path: Path) -> None:
-    async with run_server(make_settings(tmp_path, replay_events=8)) as server:
+async def test_resume_beyond_the_log_gets_history_reset(tmp_path: Path, database_url: str) -> None:
+    async with run_server(
+        make_settings(tmp_path, database_url=database_url, replay_events=8)
+    ) as server:
         async with ws_client(server) as client:
             await client.hello()
             frames = await client.ask("How do I resume after a disconnect?")
@@ -67,11 +69,12 @@ async def test_resume_beyond_the_log_gets_history_reset(tmp_path: Path) -> None:
 
 
 async def test_interrupted_run_fails_and_queued_run_survives_a_restart(
-    tmp_path: Path, fake_llm: FakeOpenAI
+    tmp_path: Path, database_url: str, fake_llm: FakeOpenAI
 ) -> None:
     settings = llm_settings(
         tmp_path,
         fake_llm,
+        database_url=database_url,
         drain_timeout=0.3,
     )
     slow = " ".join(f"w{i}" for i in range(200))
@@ -131,8 +134,8 @@ class server_db:  # noqa: N801 - reads the runs table of a stopped server's data
         await self.store.close()
 
 
-async def test_run_events_reach_every_subscriber_once(tmp_path: Path) -> None:
-    async with run_server(make_settings(tmp_path)) as server:
+async def test_run_events_reach_every_subscriber_once(tmp_path: Path, database_url: str) -> None:
+    async with run_server(make_settings(tmp_path, database_url=database_url)) as server:
         async with ws_client(server) as a, ws_client(server) as b:
             await a.hello(session_id="same")
             await b.hello(session_id="same")

@@ -113,8 +113,12 @@ async def test_bad_frames_after_hello_store_nothing(server: RunningServer) -> No
     assert await count_rows(server, "conversations") == 0
 
 
-async def test_frame_over_the_transport_limit_closes_with_1009(tmp_path: Path) -> None:
-    async with run_server(make_settings(tmp_path, ws_max_size=100_000)) as server:
+async def test_frame_over_the_transport_limit_closes_with_1009(
+    tmp_path: Path, database_url: str
+) -> None:
+    async with run_server(
+        make_settings(tmp_path, database_url=database_url, ws_max_size=100_000)
+    ) as server:
         async with ws_client(server, max_size=None) as client:
             await client.hello()
             await client.send_raw("z" * 200_000)
@@ -123,8 +127,10 @@ async def test_frame_over_the_transport_limit_closes_with_1009(tmp_path: Path) -
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
 
 
-async def test_hello_timeout_closes_with_4001(tmp_path: Path) -> None:
-    async with run_server(make_settings(tmp_path, hello_timeout=0.3)) as server:
+async def test_hello_timeout_closes_with_4001(tmp_path: Path, database_url: str) -> None:
+    async with run_server(
+        make_settings(tmp_path, database_url=database_url, hello_timeout=0.3)
+    ) as server:
         async with ws_client(server) as client:
             with pytest.raises(ConnectionClosed) as closed:
                 await client.recv(wait=5)
@@ -165,11 +171,12 @@ async def test_private_bot_needs_a_key(server: RunningServer) -> None:
     ],
 )
 async def test_model_failures_end_the_run_with_a_code(
-    tmp_path: Path, fake_llm: FakeOpenAI, steps: list, code: str, retryable: bool
+    tmp_path: Path, database_url: str, fake_llm: FakeOpenAI, steps: list, code: str, retryable: bool
 ) -> None:
     settings = llm_settings(
         tmp_path,
         fake_llm,
+        database_url=database_url,
         llm_read_timeout=0.5,
     )
     fake_llm.add(None, steps)
@@ -192,11 +199,12 @@ async def test_model_failures_end_the_run_with_a_code(
         assert again[-1]["message"]["content"] == "recovered"
 
 
-async def test_unreachable_model_is_provider_unavailable(tmp_path: Path) -> None:
+async def test_unreachable_model_is_provider_unavailable(tmp_path: Path, database_url: str) -> None:
     from tests.support import free_port
 
     settings = make_settings(
         tmp_path,
+        database_url=database_url,
         provider="openai",
         openai_base_url=f"http://127.0.0.1:{free_port()}/v1",
         openai_api_key="sk-test",
@@ -209,13 +217,14 @@ async def test_unreachable_model_is_provider_unavailable(tmp_path: Path) -> None
 
 
 async def test_client_that_stops_reading_is_closed_4008_and_can_resume(
-    tmp_path: Path, fake_llm: FakeOpenAI
+    tmp_path: Path, database_url: str, fake_llm: FakeOpenAI
 ) -> None:
     words = " ".join(f"token{i}" for i in range(60_000))
     fake_llm.add(None, [Text(words)])
     settings = llm_settings(
         tmp_path,
         fake_llm,
+        database_url=database_url,
         send_queue_bytes=4096,
         replay_events=100_000,
     )
@@ -245,8 +254,10 @@ async def test_client_that_stops_reading_is_closed_4008_and_can_resume(
     assert text_of(seen) + text_of(rest) == words
 
 
-async def test_subscription_limit_refuses_before_storing(tmp_path: Path) -> None:
-    async with run_server(make_settings(tmp_path, max_subscriptions=2)) as server:
+async def test_subscription_limit_refuses_before_storing(tmp_path: Path, database_url: str) -> None:
+    async with run_server(
+        make_settings(tmp_path, database_url=database_url, max_subscriptions=2)
+    ) as server:
         async with ws_client(server) as client:
             await client.hello()
             for n in range(2):
@@ -261,8 +272,12 @@ async def test_subscription_limit_refuses_before_storing(tmp_path: Path) -> None
         assert await count_rows(server, "messages") == 4
 
 
-async def test_hello_deadline_is_not_reset_by_other_frames(tmp_path: Path) -> None:
-    async with run_server(make_settings(tmp_path, hello_timeout=0.5)) as server:
+async def test_hello_deadline_is_not_reset_by_other_frames(
+    tmp_path: Path, database_url: str
+) -> None:
+    async with run_server(
+        make_settings(tmp_path, database_url=database_url, hello_timeout=0.5)
+    ) as server:
         async with ws_client(server) as client:
             with pytest.raises(ConnectionClosed) as closed:
                 for _ in range(20):
