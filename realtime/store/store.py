@@ -126,8 +126,12 @@ class Store:
             return
         with anyio.CancelScope(shield=True):
             conn = await self.engine.connect()
-            await conn.execute(text("SELECT pg_advisory_lock(hashtext(:name))"), {"name": name})
-            await conn.commit()  # the lock is the session's: no transaction stays open
+            try:
+                await conn.execute(text("SELECT pg_advisory_lock(hashtext(:name))"), {"name": name})
+                await conn.commit()  # the lock is the session's: no transaction stays open
+            except BaseException:
+                await conn.close()
+                raise
         try:
             yield
         finally:
