@@ -64,6 +64,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
 
 
+@pytest.fixture(params=[b for b in BACKENDS if b == "postgresql"])
+def shared_database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A new PostgreSQL database: for tests of several processes on one store, which a
+    SQLite file (one process's store) is not for."""
+    databases: PostgresDatabases = request.getfixturevalue("postgres")
+    with databases.database() as url:
+        yield url
+
+
 @pytest.fixture
 async def server(tmp_path: Path, database_url: str) -> AsyncIterator[RunningServer]:
     """The server with the offline responder, on each store backend."""

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, func, insert, or_, select, update
 
+from realtime.store.conflicts import duplicate_is
 from realtime.store.records import Conversation, HumanAgent, utcnow
 from realtime.store.schema import (
     CONVERSATION_COLUMNS,
@@ -82,19 +83,20 @@ class HandoffStore:
         capacity: int,
     ) -> HumanAgent:
         agent = HumanAgent(new_id(), tenant_id, name, email.lower(), label, capacity, utcnow())
-        async with self.write() as conn:
-            await conn.execute(
-                insert(agents).values(
-                    id=agent.id,
-                    tenant_id=tenant_id,
-                    name=name,
-                    email=agent.email,
-                    label=label,
-                    password_hash=password_hash,
-                    capacity=capacity,
-                    created_at=agent.created_at,
+        with duplicate_is("agent_exists", f"an agent with email {email!r} exists"):
+            async with self.write() as conn:
+                await conn.execute(
+                    insert(agents).values(
+                        id=agent.id,
+                        tenant_id=tenant_id,
+                        name=name,
+                        email=agent.email,
+                        label=label,
+                        password_hash=password_hash,
+                        capacity=capacity,
+                        created_at=agent.created_at,
+                    )
                 )
-            )
         return agent
 
     async def get_agent(self, agent_id: str) -> HumanAgent | None:

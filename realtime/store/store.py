@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from realtime.store.confirmations import ConfirmationStore
+from realtime.store.conflicts import duplicate_is
 from realtime.store.handoff import HandoffStore
 from realtime.store.knowledge import KnowledgeStore
 from realtime.store.records import (
@@ -187,15 +188,16 @@ class Store:
 
     async def create_tenant(self, tenant_id: str, name: str) -> Tenant:
         tenant = Tenant(tenant_id, name, secrets.token_urlsafe(32), utcnow())
-        async with self.write() as conn:
-            await conn.execute(
-                insert(tenants).values(
-                    id=tenant.id,
-                    name=tenant.name,
-                    signing_secret=tenant.signing_secret,
-                    created_at=tenant.created_at,
+        with duplicate_is("tenant_exists", f"tenant {tenant_id!r} already exists"):
+            async with self.write() as conn:
+                await conn.execute(
+                    insert(tenants).values(
+                        id=tenant.id,
+                        name=tenant.name,
+                        signing_secret=tenant.signing_secret,
+                        created_at=tenant.created_at,
+                    )
                 )
-            )
         return tenant
 
     async def get_tenant(self, tenant_id: str) -> Tenant | None:
@@ -250,17 +252,18 @@ class Store:
     async def create_bot(self, tenant_id: str, slug: str, config: dict[str, Any]) -> Bot:
         now = utcnow()
         bot = Bot(new_id(), tenant_id, slug, config, now, now)
-        async with self.write() as conn:
-            await conn.execute(
-                insert(bots).values(
-                    uuid=bot.uuid,
-                    tenant_id=tenant_id,
-                    slug=slug,
-                    config=config,
-                    created_at=now,
-                    updated_at=now,
+        with duplicate_is("bot_exists", f"bot {slug!r} already exists"):
+            async with self.write() as conn:
+                await conn.execute(
+                    insert(bots).values(
+                        uuid=bot.uuid,
+                        tenant_id=tenant_id,
+                        slug=slug,
+                        config=config,
+                        created_at=now,
+                        updated_at=now,
+                    )
                 )
-            )
         return bot
 
     async def get_bot(self, tenant_id: str, slug: str) -> Bot | None:

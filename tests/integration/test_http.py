@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.support import RunningServer, ws_client
@@ -159,3 +161,30 @@ async def test_demo_docs_are_served_for_citations(server: RunningServer) -> None
     assert doc.status_code == 200 and doc.text.startswith("# The visitor WebSocket protocol")
     assert doc.headers["content-type"].startswith("text/markdown")
     assert escape.status_code == missing.status_code == 404
+
+
+async def test_identical_creations_at_once_conflict_cleanly(server: RunningServer) -> None:
+    async with server.admin() as admin:
+        tenant_requests = [
+            admin.post("/admin/v1/tenants", json={"name": "Twin", "id": "twin"}) for _ in range(3)
+        ]
+        tenants = await asyncio.gather(*tenant_requests)
+        bot_requests = [
+            admin.post("/admin/v1/tenants/twin/bots", json={"bot_id": "same"}) for _ in range(3)
+        ]
+        bots = await asyncio.gather(*bot_requests)
+        agent_requests = [
+            admin.post(
+                "/admin/v1/tenants/twin/agents",
+                json={"name": "Tia", "email": "tia@example.com", "password": "password1"},
+            )
+            for _ in range(3)
+        ]
+        agents = await asyncio.gather(*agent_requests)
+    for responses, code in (
+        (tenants, "tenant_exists"),
+        (bots, "bot_exists"),
+        (agents, "agent_exists"),
+    ):
+        assert sorted(r.status_code for r in responses) == [201, 409, 409]
+        assert {r.json()["error"]["code"] for r in responses if r.status_code == 409} == {code}

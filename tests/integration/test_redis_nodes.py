@@ -35,11 +35,11 @@ def on_redis(settings: Settings, prefix: str, node: str = "") -> Settings:
 
 
 async def test_a_turn_and_a_resume_on_redis(
-    tmp_path: Path, prefix: str, fake_llm: FakeOpenAI
+    tmp_path: Path, prefix: str, fake_llm: FakeOpenAI, database_url: str
 ) -> None:
     words = " ".join(f"w{i}" for i in range(40))
     fake_llm.add(None, [Text(words, delay=0.01)])
-    settings = on_redis(llm_settings(tmp_path, fake_llm), prefix)
+    settings = on_redis(llm_settings(tmp_path, fake_llm, database_url=database_url), prefix)
     async with run_server(settings) as server:
         async with ws_client(server) as client:
             await client.hello()
@@ -59,9 +59,10 @@ async def test_a_turn_and_a_resume_on_redis(
     assert ready["checks"]["broker"] == "ok"
 
 
-async def test_events_cross_nodes(tmp_path: Path, prefix: str) -> None:
-    """A visitor on node A, the same session following the conversation on node B."""
-    base = make_settings(tmp_path)
+async def test_events_cross_nodes(tmp_path: Path, prefix: str, database_url: str) -> None:
+    """A visitor on node A, the same session following the conversation on node B (one shared
+    database: a SQLite file, or a PostgreSQL as in a real deployment)."""
+    base = make_settings(tmp_path, database_url=database_url)
     async with (
         run_server(on_redis(base, prefix, "node-a")) as a,
         run_server(on_redis(base, prefix, "node-b")) as b,

@@ -182,12 +182,11 @@ async def test_naive_utc_datetimes_and_json_round_trip(store: Store) -> None:
 
 
 async def test_processes_bootstrapping_one_database_at_once(
-    database_url: str, tmp_path: Path
+    shared_database_url: str, tmp_path: Path
 ) -> None:
     """Two servers starting together on one (PostgreSQL) database: one migrates and creates
     the tenant, the demo bot and the demo shop; the other waits and finds them."""
-    if database_url.startswith("sqlite:"):
-        pytest.skip("a SQLite store belongs to one process")
+    database_url = shared_database_url
     settings = make_settings(tmp_path, database_url=database_url)
     stores = [Store(database_url) for _ in range(3)]
     try:
