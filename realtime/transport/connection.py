@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -24,7 +24,7 @@ from realtime.config import Settings
 from realtime.engine import Engine
 from realtime.errors import RateLimited, RealtimeError
 from realtime.events import Frame
-from realtime.protocol import Command, Subscribe, Unsubscribe
+from realtime.protocol import Command, ConfirmationResolve, Subscribe, Unsubscribe
 from realtime.streams import Subscription
 from realtime.transport.outbox import Outbox
 
@@ -151,6 +151,22 @@ class Connection:
             self.send("ack", command.id, conversation_id=command.conversation_id)
         else:
             await self.handle(command)
+
+    async def resolve_confirmation(
+        self, command: ConfirmationResolve, resolve: Callable[..., Awaitable[object]]
+    ) -> None:
+        """``confirmation.resolve`` through ``resolve`` (the visitor's or the agent's), then
+        its ack."""
+        await resolve(
+            command.conversation_id, command.tool_call_id, command.decision, command.params
+        )
+        self.send(
+            "ack",
+            command.id,
+            conversation_id=command.conversation_id,
+            tool_call_id=command.tool_call_id,
+            decision=command.decision,
+        )
 
     # -- subscriptions -----------------------------------------------------------------------
 

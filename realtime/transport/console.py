@@ -10,6 +10,7 @@ replies.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from starlette.websockets import WebSocket
 
@@ -105,19 +106,8 @@ class AgentConnection(Connection):
             if command.id is not None:
                 self.send("ack", command.id)
         elif isinstance(command, ConfirmationResolve):
-            await self.engine.agent_resolve_confirmation(
-                agent,
-                command.conversation_id,
-                command.tool_call_id,
-                command.decision,
-                command.params,
-            )
-            self.send(
-                "ack",
-                command.id,
-                conversation_id=command.conversation_id,
-                tool_call_id=command.tool_call_id,
-                decision=command.decision,
+            await self.resolve_confirmation(
+                command, partial(self.engine.agent_resolve_confirmation, agent)
             )
 
     async def _hello(self, hello: AgentHello) -> None:

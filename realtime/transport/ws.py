@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from starlette.websockets import WebSocket
@@ -52,20 +53,7 @@ class VisitorConnection(Connection):
             run_id = await engine.cancel_run(session, command.conversation_id, command.run_id)
             self.send("ack", command.id, conversation_id=command.conversation_id, run_id=run_id)
         elif isinstance(command, ConfirmationResolve):
-            await engine.resolve_confirmation(
-                session,
-                command.conversation_id,
-                command.tool_call_id,
-                command.decision,
-                command.params,
-            )
-            self.send(
-                "ack",
-                command.id,
-                conversation_id=command.conversation_id,
-                tool_call_id=command.tool_call_id,
-                decision=command.decision,
-            )
+            await self.resolve_confirmation(command, partial(engine.resolve_confirmation, session))
         elif isinstance(command, HandoffCommand):
             if command.action == "request":
                 queued = await engine.request_handoff(session, command.conversation_id)
