@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Route, WebSocketRoute
@@ -13,7 +12,7 @@ from realtime.transport import admin, http
 from realtime.transport.console import console_endpoint
 from realtime.transport.ws import visitor_endpoint
 
-Lifespan = Any  # Callable[[Starlette], AbstractAsyncContextManager[None]]
+Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
 
 
 def core_routes() -> list[BaseRoute]:
@@ -38,4 +37,4 @@ def asgi_app(lifespan: Lifespan, extra_routes: Sequence[BaseRoute] = ()) -> Star
     return Starlette(routes=[*core_routes(), *extra_routes], lifespan=lifespan)
 
 
-__all__ = ["AbstractAsyncContextManager", "asgi_app", "core_routes"]
+__all__ = ["asgi_app", "core_routes"]
