@@ -11,8 +11,6 @@ pending write (DECISIONS 11); a sweeper expires the ones nobody answered in time
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -20,6 +18,7 @@ from realtime.agent.tools import ToolContext, ToolRegistry
 from realtime.bots import with_defaults
 from realtime.errors import Conflict, NotFound, ProtocolError
 from realtime.knowledge.retrieval import Retriever
+from realtime.periodic import Periodic
 from realtime.runs import NEW_MESSAGE, Resolution, RunManager, Turn
 from realtime.store import Confirmation, Store, utcnow
 
@@ -42,8 +41,7 @@ class Confirmations:
         self._runs = runs
         self._tools = tools
         self._retriever = retriever
-        self._sweep_interval = sweep_interval
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper = Periodic("confirmation-sweeper", sweep_interval, self.expire_due)
 
     async def resolve(
         self,
@@ -143,18 +141,7 @@ class Confirmations:
     # -- the sweeper -------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._sweeper = asyncio.create_task(self._sweep_forever(), name="confirmation-sweeper")
+        self._sweeper.start()
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._sweep_interval)
-            try:
-                await self.expire_due()
-            except Exception:  # a failed sweep is retried on the next tick
-                log.exception("expiring confirmations failed")
+        await self._sweeper.stop()

@@ -16,8 +16,6 @@ conversation is not ``bot``, no run starts: the visitor's messages are for the h
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -27,6 +25,7 @@ from typing import Any
 from realtime import events
 from realtime.bots import with_defaults
 from realtime.errors import Conflict, Forbidden, NotFound, ProtocolError
+from realtime.periodic import Periodic
 from realtime.presence import Presence
 from realtime.runs import RunManager
 from realtime.store import Conversation, HumanAgent, Message, Store, iso, utcnow
@@ -85,7 +84,7 @@ class Handoffs:
         self._runs = runs
         self._timeout = timeout
         self.presence = Presence(presence_grace, self._presence_changed, self._agent_offline)
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper: Periodic | None = None
 
     # -- the visitor side --------------------------------------------------------------------
 
@@ -411,22 +410,13 @@ class Handoffs:
         return expired
 
     def start(self, interval: float) -> None:
-        self._sweeper = asyncio.create_task(self._sweep_forever(interval), name="handoff-sweeper")
+        self._sweeper = Periodic("handoff-sweeper", interval, self.expire_due)
+        self._sweeper.start()
 
     async def stop(self) -> None:
         if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+            await self._sweeper.stop()
         await self.presence.close()
-
-    async def _sweep_forever(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.expire_due()
-            except Exception:
-                log.exception("expiring handoff requests failed")
 
 
 _REASONS = {

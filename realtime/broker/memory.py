@@ -9,13 +9,12 @@ with a new epoch, exactly as after a restart.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections import deque
 
 from realtime.broker.base import Fanout, Listener, LogRead, StreamMissing, StreamState
 from realtime.events import Event, Frame, to_frame
+from realtime.periodic import Periodic
 
 
 class _Stream:
@@ -38,17 +37,14 @@ class MemoryBroker:
         self._idle_ttl = idle_ttl
         self._streams: dict[str, _Stream] = {}
         self._fanout = Fanout()
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper = Periodic("broker-sweeper", min(60.0, idle_ttl), self._sweep_async)
 
     async def start(self) -> None:
         if self._idle_ttl > 0:
-            self._sweeper = asyncio.create_task(self._sweep_forever(), name="broker-sweeper")
+            self._sweeper.start()
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        await self._sweeper.stop()
 
     def healthy(self) -> bool:
         return True
@@ -109,7 +105,5 @@ class MemoryBroker:
             del self._streams[cid]
         return len(idle)
 
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(min(60.0, self._idle_ttl))
-            self.sweep()
+    async def _sweep_async(self) -> None:
+        self.sweep()

@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 
 from realtime.broker.base import Fanout, Listener, LogRead, StreamMissing, StreamState
 from realtime.events import Event, Frame, frame_text
+from realtime.periodic import stop_task
 
 log = logging.getLogger("realtime.broker.redis")
 
@@ -94,10 +95,7 @@ class RedisBroker:
         self._reader = asyncio.create_task(self._read_forever(), name="redis-broker-reader")
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        await stop_task(self._reader)
         if self._pubsub is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._pubsub.aclose()

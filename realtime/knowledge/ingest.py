@@ -3,32 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
 
 from realtime.errors import ProtocolError
 from realtime.knowledge.chunking import SourceKind, chunk_document, document_title
+from realtime.store.knowledge import KnowledgeStore
 from realtime.store.records import Source
 
 KINDS: tuple[SourceKind, ...] = ("text", "markdown", "html")
 MAX_SOURCE_CHARS = 2_000_000
 
 
-class SourceStore(Protocol):
-    async def add_source(
-        self,
-        *,
-        tenant_id: str,
-        bot_uuid: str,
-        title: str,
-        url: str,
-        kind: str,
-        content: str,
-        chunks: list[tuple[str, str, str]],
-    ) -> Source: ...
-
-
 async def add_source(
-    store: SourceStore,
+    store: KnowledgeStore,
     *,
     tenant_id: str,
     bot_uuid: str,
