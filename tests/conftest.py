@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import secrets
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -8,7 +9,7 @@ import pytest
 
 from realtime.testing import FakeOpenAI
 from tests.databases import PostgresDatabases, backends, postgres_reachable
-from tests.support import RunningServer, llm_settings, make_settings, run_server
+from tests.support import REDIS_URL, RunningServer, llm_settings, make_settings, run_server
 
 BACKENDS = backends()
 
@@ -93,3 +94,17 @@ async def llm_server(
     )
     async with run_server(settings) as running:
         yield running
+
+
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[str]:
+    """A Redis key prefix of this test's own; every key under it is deleted afterwards."""
+    import redis.asyncio as redis
+
+    value = f"rt-test-{secrets.token_hex(4)}:"
+    yield value
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = [key async for key in client.scan_iter(match=f"{value}*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()

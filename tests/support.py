@@ -30,6 +30,7 @@ from realtime.store import async_url
 UNIT = float(os.environ.get("REALTIME_TEST_TIME_SCALE", "1"))
 REPO = Path(__file__).resolve().parent.parent
 ADMIN_KEY = "rta_test_admin_key"
+REDIS_URL = "redis://127.0.0.1:6379/0"  # the machine's Redis; tests use a prefix of their own
 TERMINAL = ("run.completed", "run.failed", "run.cancelled")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,10 +14,11 @@ from realtime.broker.base import StreamMissing
 from realtime.broker.redis import RedisBroker
 from realtime.events import Frame
 from realtime.streams import Streams
+from tests.support import REDIS_URL
 
 pytestmark = pytest.mark.anyio
 
-URL = "redis://127.0.0.1:6379/0"
+URL = REDIS_URL
 
 
 class SeqStore:
@@ -36,21 +36,9 @@ class SeqStore:
 
 
 @pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    """A key prefix of this test's own; every key under it is deleted afterwards."""
-    value = f"rt-test-{secrets.token_hex(4)}:"
-    yield value
-    client = redis.Redis.from_url(URL)
-    keys = [key async for key in client.scan_iter(match=f"{value}*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
-
-
-@pytest.fixture
-async def nodes(prefix: str) -> AsyncIterator[tuple[RedisBroker, RedisBroker]]:
-    a = RedisBroker(URL, prefix=prefix, replay_events=1000)
-    b = RedisBroker(URL, prefix=prefix, replay_events=1000)
+async def nodes(redis_prefix: str) -> AsyncIterator[tuple[RedisBroker, RedisBroker]]:
+    a = RedisBroker(URL, prefix=redis_prefix, replay_events=1000)
+    b = RedisBroker(URL, prefix=redis_prefix, replay_events=1000)
     await a.start()
     await b.start()
     yield a, b
@@ -90,8 +78,8 @@ async def test_two_nodes_share_one_ordered_stream(nodes: tuple[RedisBroker, Redi
     assert state is not None and (state.epoch, state.last_seq, state.first_seq) == (1, 200, 1)
 
 
-async def test_log_reads_and_trimming(prefix: str) -> None:
-    broker = RedisBroker(URL, prefix=prefix, replay_events=10)
+async def test_log_reads_and_trimming(redis_prefix: str) -> None:
+    broker = RedisBroker(URL, prefix=redis_prefix, replay_events=10)
     await broker.start()
     try:
         with pytest.raises(StreamMissing):
@@ -116,11 +104,11 @@ async def test_log_reads_and_trimming(prefix: str) -> None:
 
 
 async def test_channels_follow_local_listeners(
-    nodes: tuple[RedisBroker, RedisBroker], prefix: str
+    nodes: tuple[RedisBroker, RedisBroker], redis_prefix: str
 ) -> None:
     a, _ = nodes
     admin = redis.Redis.from_url(URL, decode_responses=True)
-    channel = f"{prefix}{{c3}}:c"
+    channel = f"{redis_prefix}{{c3}}:c"
     first: list[Frame] = []
     second: list[Frame] = []
     await a.listen("c3", first.append)
@@ -169,9 +157,9 @@ async def test_a_dropped_pubsub_connection_loses_nothing(
     await admin.aclose()
 
 
-async def test_sharded_pubsub(prefix: str) -> None:
-    a = RedisBroker(URL, prefix=prefix, sharded=True)
-    b = RedisBroker(URL, prefix=prefix, sharded=True)
+async def test_sharded_pubsub(redis_prefix: str) -> None:
+    a = RedisBroker(URL, prefix=redis_prefix, sharded=True)
+    b = RedisBroker(URL, prefix=redis_prefix, sharded=True)
     await a.start()
     await b.start()
     try:
@@ -187,16 +175,18 @@ async def test_sharded_pubsub(prefix: str) -> None:
         await b.close()
 
 
-async def test_seq_never_repeats_when_redis_forgets(prefix: str) -> None:
+async def test_seq_never_repeats_when_redis_forgets(redis_prefix: str) -> None:
     store = SeqStore()
-    broker = RedisBroker(URL, prefix=prefix)
+    broker = RedisBroker(URL, prefix=redis_prefix)
     await broker.start()
     try:
         streams = Streams(broker, store, block=8)
         issued = [(await streams.publish(token("c7"))).seq for _ in range(20)]
         assert issued == list(range(1, 21))
         admin = redis.Redis.from_url(URL)
-        await admin.delete(f"{prefix}{{c7}}:s", f"{prefix}{{c7}}:log")  # as after a restart
+        await admin.delete(
+            f"{redis_prefix}{{c7}}:s", f"{redis_prefix}{{c7}}:log"
+        )  # as after a restart
         await admin.aclose()
         after = [(await streams.publish(token("c7"))).seq for _ in range(5)]
         assert min(after) > max(issued)

@@ -564,3 +564,48 @@ async def test_after_release_the_model_knows_what_the_person_said(
     ]
     notes = [m["content"] for m in messages[1:] if m["role"] == "system"]
     assert any("handed the conversation back" in n for n in notes), notes
+
+
+async def test_an_away_agent_is_not_available(server: RunningServer) -> None:
+    await setup_desk(server)
+    async with console(server, "alice") as alice, ws_client(server) as visitor:
+        await alice.send(type="presence.set", id="p", status="away")
+        assert (await reply(alice, "p"))["status"] == "away"
+        await visitor.hello()
+        cid = await start_conversation(visitor)
+        await visitor.send(type="handoff.request", id="h", conversation_id=cid)
+        await reply(visitor, "h")
+        assert (await until(visitor, "handoff.requested"))["agents_online"] is False
+        notice = await until(visitor, "message.created")
+        assert notice["message"]["role"] == "system"
+        await alice.send(type="presence.set", id="p2", status="online")
+        assert (await reply(alice, "p2"))["status"] == "online"
+
+
+async def test_a_message_waiting_behind_the_bot_is_dropped_by_a_handoff(
+    tmp_path: Path, fake_llm: FakeOpenAI, database_url: str
+) -> None:
+    slow = " ".join(f"w{i}" for i in range(100))
+    fake_llm.add(None, [Text(slow, delay=0.03)])
+    settings = llm_settings(tmp_path, fake_llm, database_url=database_url)
+    async with run_server(settings) as server:
+        await setup_desk(server)
+        async with ws_client(server) as visitor:
+            await visitor.hello()
+            await visitor.send(type="message.send", id="a", content="a long answer please")
+            cid = (await reply(visitor, "a"))["conversation_id"]
+            first = await until(visitor, "run.started")
+            await until(visitor, "run.token")  # the first answer is under way
+            await visitor.send(
+                type="message.send", id="b", content="and then this", conversation_id=cid
+            )
+            await reply(visitor, "b")
+            await visitor.send(type="handoff.request", id="h", conversation_id=cid)
+            await reply(visitor, "h")
+            ended = [await until(visitor, "run.cancelled") for _ in range(2)]
+    assert ended[0]["run_id"] == first["run_id"]
+    assert ended[1]["run_id"] != first["run_id"] and ended[1]["message"] is None
+    started = [f for f in visitor.__dict__["seen"] if f["type"] == "run.started"]
+    assert started == [], "the queued message was answered by the bot"
+    asked = [r.body["messages"][-1]["content"] for r in fake_llm.requests]
+    assert asked == ["a long answer please"]

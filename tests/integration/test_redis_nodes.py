@@ -2,44 +2,38 @@
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import redis.asyncio as redis
 
 from realtime.config import Settings
 from realtime.testing import FakeOpenAI, Text
-from tests.support import TERMINAL, llm_settings, make_settings, run_server, text_of, ws_client
+from tests.support import (
+    REDIS_URL,
+    TERMINAL,
+    llm_settings,
+    make_settings,
+    run_server,
+    text_of,
+    ws_client,
+)
 
 pytestmark = pytest.mark.anyio
 
-URL = "redis://127.0.0.1:6379/0"
+URL = REDIS_URL
 
 
-@pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    value = f"rt-test-{secrets.token_hex(4)}:"
-    yield value
-    client = redis.Redis.from_url(URL)
-    keys = [key async for key in client.scan_iter(match=f"{value}*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
-
-
-def on_redis(settings: Settings, prefix: str, node: str = "") -> Settings:
-    return replace(settings, redis_url=URL, redis_prefix=prefix, node_id=node)
+def on_redis(settings: Settings, redis_prefix: str, node: str = "") -> Settings:
+    return replace(settings, redis_url=URL, redis_prefix=redis_prefix, node_id=node)
 
 
 async def test_a_turn_and_a_resume_on_redis(
-    tmp_path: Path, prefix: str, fake_llm: FakeOpenAI, database_url: str
+    tmp_path: Path, redis_prefix: str, fake_llm: FakeOpenAI, database_url: str
 ) -> None:
     words = " ".join(f"w{i}" for i in range(40))
     fake_llm.add(None, [Text(words, delay=0.01)])
-    settings = on_redis(llm_settings(tmp_path, fake_llm, database_url=database_url), prefix)
+    settings = on_redis(llm_settings(tmp_path, fake_llm, database_url=database_url), redis_prefix)
     async with run_server(settings) as server:
         async with ws_client(server) as client:
             await client.hello()
@@ -59,13 +53,13 @@ async def test_a_turn_and_a_resume_on_redis(
     assert ready["checks"]["broker"] == "ok"
 
 
-async def test_events_cross_nodes(tmp_path: Path, prefix: str, database_url: str) -> None:
+async def test_events_cross_nodes(tmp_path: Path, redis_prefix: str, database_url: str) -> None:
     """A visitor on node A, the same session following the conversation on node B (one shared
     database: a SQLite file, or a PostgreSQL as in a real deployment)."""
     base = make_settings(tmp_path, database_url=database_url)
     async with (
-        run_server(on_redis(base, prefix, "node-a")) as a,
-        run_server(on_redis(base, prefix, "node-b")) as b,
+        run_server(on_redis(base, redis_prefix, "node-a")) as a,
+        run_server(on_redis(base, redis_prefix, "node-b")) as b,
     ):
         async with ws_client(a) as on_a, ws_client(b) as on_b:
             await on_a.hello(session_id="same")

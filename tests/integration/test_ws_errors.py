@@ -305,3 +305,23 @@ async def test_typing_reaches_other_listeners_without_seq(server: RunningServer)
     typing = orjson.loads(received[0].text)
     assert received[0].seq == 0 and "seq" not in typing
     assert (typing["type"], typing["who"], typing["on"]) == ("typing", "visitor", True)
+
+
+async def test_too_many_messages_are_rate_limited_and_not_stored(
+    tmp_path: Path, database_url: str
+) -> None:
+    settings = make_settings(tmp_path, database_url=database_url, messages_per_minute=2)
+    async with run_server(settings) as server, ws_client(server) as client:
+        await client.hello()
+        first = await client.ask("What is an epoch?", id="1")
+        cid = first[0]["conversation_id"]
+        await client.ask("And a seq?", id="2", conversation_id=cid)
+        await client.send(type="message.send", id="3", content="one more", conversation_id=cid)
+        limited = await client.recv()
+        await client.send(type="message.send", id="1", content="What is an epoch?")
+        retried = await client.recv()  # a retry of a stored message is not counted
+        stored = await count_rows(server, "messages")
+    assert (limited["type"], limited["code"], limited["id"]) == ("error", "rate_limited", "3")
+    assert 0 < limited["retry_after"] <= 30
+    assert retried["type"] == "ack" and retried["duplicate"] is True
+    assert stored == 4  # two questions, two answers

@@ -12,24 +12,12 @@ from hypothesis import strategies as st
 
 from realtime import events
 from realtime.events import Event, Frame, frame_text, make, to_frame
+from tests import strategies
 
 RESERVED = frozenset({"type", "seq", "conversation_id", "ts"})
 
 type_names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz.", min_size=1, max_size=30)
-json_values = st.recursive(
-    st.one_of(
-        st.none(),
-        st.booleans(),
-        st.integers(min_value=-(2**63), max_value=2**63 - 1),
-        st.floats(allow_nan=False, allow_infinity=False),
-        st.text(max_size=20),
-    ),
-    lambda children: st.one_of(
-        st.lists(children, max_size=3),
-        st.dictionaries(st.text(max_size=8), children, max_size=3),
-    ),
-    max_leaves=10,
-)
+json_values = strategies.json_values(leaves=10)
 payloads = st.dictionaries(
     st.text(max_size=12).filter(lambda k: k not in RESERVED), json_values, max_size=6
 )

@@ -29,6 +29,7 @@ from realtime.protocol import (
     error_frame,
     parse_command,
 )
+from tests import strategies
 
 COMMAND_TYPES = (
     Hello,
@@ -402,21 +403,7 @@ json_values = st.recursive(
     ),
     max_leaves=12,
 )
-# JSON values orjson can encode (64-bit integers)
-small_json_values = st.recursive(
-    st.one_of(
-        st.none(),
-        st.booleans(),
-        st.integers(min_value=-(2**63), max_value=2**63 - 1),
-        st.floats(allow_nan=False, allow_infinity=False),
-        st.text(max_size=20),
-    ),
-    lambda children: st.one_of(
-        st.lists(children, max_size=3),
-        st.dictionaries(st.text(max_size=8), children, max_size=3),
-    ),
-    max_leaves=8,
-)
+small_json_values = strategies.json_values(leaves=8)
 
 
 @given(
