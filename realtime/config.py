@@ -29,6 +29,7 @@ class Settings:
     redis_url: str = ""  # REALTIME_REDIS_URL: set to share a Redis between nodes
     redis_prefix: str = "rt:"  # REALTIME_REDIS_PREFIX: of every key and channel
     redis_cluster: bool = False  # REALTIME_REDIS_CLUSTER: sharded pub/sub (SPUBLISH)
+    redis_outage_grace: float = 10.0  # REALTIME_REDIS_OUTAGE_GRACE: seconds to wait for Redis
     # LLM
     provider: str = "auto"  # REALTIME_PROVIDER: auto | openai | offline
     openai_api_key: str = ""  # OPENAI_API_KEY
@@ -63,6 +64,8 @@ class Settings:
     citation_threshold: float = 0.3  # REALTIME_CITATION_THRESHOLD: default of bots
     # shutdown
     drain_timeout: float = 10.0  # REALTIME_DRAIN_TIMEOUT: runs get this long to finish
+    # cluster
+    run_lease_ttl: float = 10.0  # REALTIME_RUN_LEASE_TTL: a dead node's run ends after ~1.5x
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property

@@ -4,9 +4,9 @@ A run that calls a write tool pauses (:mod:`realtime.runs`): the pending confirm
 the run's continuation, is stored, and no task waits for it. A decision (approve, reject,
 or an edit of the params) may come from any transport, on any process, after any
 reconnect: :meth:`Confirmations.resolve` checks it, *claims* the confirmation in the store
-(one conditional update, so of two concurrent decisions exactly one wins), and hands the
-run to its conversation's actor, which resumes it from the store. A new message rejects the
-pending write (DECISIONS 11); a sweeper expires the ones nobody answered in time.
+(one conditional update, so of two concurrent decisions exactly one wins), and kicks the
+conversation: whichever node works on it resumes the run from the store. A new message
+rejects the pending write (DECISIONS 11); a sweeper expires the ones nobody answered in time.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from realtime.bots import with_defaults
 from realtime.errors import Conflict, NotFound, ProtocolError
 from realtime.knowledge.retrieval import Retriever
 from realtime.periodic import Periodic
-from realtime.runs import NEW_MESSAGE, Resolution, RunManager, Turn
+from realtime.runs import NEW_MESSAGE, RunManager
 from realtime.store import Confirmation, Store, utcnow
 
 log = logging.getLogger("realtime.confirmations")
@@ -72,22 +72,16 @@ class Confirmations:
             raise Conflict(
                 "confirmation_not_pending", f"this confirmation was already {confirmation.status}"
             )
-        run_params = confirmation.params
         if decision == "approve" and params is not None:
             await self._check_params(confirmation, bot_uuid, params)
-            run_params = params
         status = "approved" if decision == "approve" else "rejected"
         edited = params if decision == "approve" else None
         if not await self._store.confirmations.claim(confirmation.id, status, by, edited):
             raise Conflict("confirmation_not_pending", "this confirmation was already decided")
-        await self._continue(
-            confirmation, bot_uuid, Resolution(confirmation, status, run_params, by)
-        )
+        self._runs.kick(conversation_id)
         return confirmation
 
-    async def reject_pending(
-        self, conversation_id: str, bot_uuid: str, *, by: str = NEW_MESSAGE
-    ) -> str | None:
+    async def reject_pending(self, conversation_id: str, *, by: str = NEW_MESSAGE) -> str | None:
         """Reject the conversation's pending write, if any, ending its run (a new message
         arrived, or the run was cancelled). Returns the ended run's id."""
         confirmation = await self._store.confirmations.find(conversation_id)
@@ -95,8 +89,7 @@ class Confirmations:
             return None
         if not await self._store.confirmations.claim(confirmation.id, "rejected", by):
             return None
-        resolution = Resolution(confirmation, "rejected", confirmation.params, by)
-        await self._continue(confirmation, bot_uuid, resolution)
+        self._runs.kick(conversation_id)
         return confirmation.run_id
 
     async def expire_due(self) -> int:
@@ -105,26 +98,9 @@ class Confirmations:
         for confirmation in await self._store.confirmations.expired():
             if not await self._store.confirmations.claim(confirmation.id, "expired", "timeout"):
                 continue  # decided meanwhile
-            conversation = await self._store.get_conversation(confirmation.conversation_id)
-            if conversation is None:
-                continue
-            resolution = Resolution(confirmation, "expired", confirmation.params, "timeout")
-            await self._continue(confirmation, conversation.bot_uuid, resolution)
+            self._runs.kick(confirmation.conversation_id)
             expired += 1
         return expired
-
-    async def _continue(
-        self, confirmation: Confirmation, bot_uuid: str, resolution: Resolution
-    ) -> None:
-        run = await self._store.get_run(confirmation.run_id)
-        message = await self._store.get_message(run.message_id) if run is not None else None
-        if message is None:
-            log.error("confirmation %s has no run or message", confirmation.id)
-            return
-        self._runs.submit(
-            Turn(confirmation.run_id, confirmation.conversation_id, bot_uuid, message, resolution),
-            reserved=False,
-        )
 
     async def _check_params(
         self, confirmation: Confirmation, bot_uuid: str, params: dict[str, Any]

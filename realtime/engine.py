@@ -6,9 +6,9 @@ and read its event streams; the engine never imports a transport. It owns the ba
 
 The life of a visitor message (:meth:`Engine.send_message`)::
 
-    validate → idempotency check → reserve a queue slot → store message (+ queued run)
-      → on_accepted(ack)  (the transport subscribes and sends its ack first)
-      → publish message.created → the conversation's actor runs it when its turn comes
+    validate → idempotency check → rate limit → store message (+ queued run, if the queue
+      has room) → on_accepted(ack)  (the transport subscribes and sends its ack first)
+      → publish message.created → kick the conversation: the node holding its lease runs it
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import orjson
+
 from realtime import events
 from realtime.agent.loop import Agent
 from realtime.agent.offline import OfflineProvider
@@ -28,6 +30,7 @@ from realtime.agent.provider import Provider
 from realtime.agent.tools import ToolRegistry, default_registry
 from realtime.bots import with_defaults
 from realtime.broker.base import Broker
+from realtime.broker.coordination import Coordination, MemoryCoordination
 from realtime.config import Settings
 from realtime.confirmations import Confirmations
 from realtime.data.source import DataSources
@@ -35,7 +38,6 @@ from realtime.errors import AuthError, Conflict, Forbidden, NotFound, ProtocolEr
 from realtime.events import Frame
 from realtime.handoff import Handoffs, asks_for_human, tenant_channel
 from realtime.knowledge.retrieval import Retriever
-from realtime.limits import RateLimiter
 from realtime.metrics import Metrics
 from realtime.runs import CANCEL, RunManager, Turn
 from realtime.store import Bot, Confirmation, Conversation, HumanAgent, Message, Store, iso
@@ -46,6 +48,13 @@ from realtime.types import Identity, is_uuid, new_id
 log = logging.getLogger("realtime.engine")
 
 DEFAULT_TENANT = "default"
+RUN_CANCEL = "run.cancel"  # on a node's channel: cancel a run that runs there
+
+
+def node_channel(node_id: str) -> str:
+    return f"node:{node_id}"
+
+
 _DUMMY_HASH = hash_password("not-a-password")  # a failed lookup costs as much as a bad password
 
 
@@ -116,6 +125,7 @@ class Engine:
         *,
         metrics: Metrics | None = None,
         tools: ToolRegistry | None = None,
+        coordination: Coordination | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -123,6 +133,7 @@ class Engine:
         self.provider = provider or OfflineProvider()
         self.metrics = metrics or Metrics()
         self.node_id = settings.node_id or f"node-{secrets.token_hex(3)}"
+        self.coordination = coordination or MemoryCoordination()
         self.streams = Streams(broker, store)
         self.retriever = Retriever(store.knowledge)
         self.agent = Agent(
@@ -140,7 +151,10 @@ class Engine:
             metrics=self.metrics,
             node_id=self.node_id,
             data=self.data,
+            coordination=self.coordination,
         )
+        self.runs.send_cancel = self._send_cancel
+        self.runs.run_text = self.streams.run_text
         self.handoffs = Handoffs(
             store,
             self.streams,
@@ -148,6 +162,8 @@ class Engine:
             self.runs,
             presence_grace=settings.presence_grace,
             timeout=settings.handoff_timeout,
+            coordination=self.coordination,
+            node_id=self.node_id,
         )
         self.runs.on_handoff = self._handoff_from_run
         self.confirmations = Confirmations(
@@ -157,7 +173,6 @@ class Engine:
             self.retriever,
             sweep_interval=min(1.0, settings.confirmation_ttl / 4),
         )
-        self._message_limit = RateLimiter(settings.messages_per_minute, 60.0)
         # Transports follow conversations through the streams (gapless, see streams.py).
         self.subscribe = self.streams.subscribe
 
@@ -165,9 +180,11 @@ class Engine:
 
     async def start(self) -> None:
         await self.broker.start()
-        failed, requeued = await self.runs.recover()
-        if failed or requeued:
-            log.info("recovered runs: %d interrupted, %d requeued", failed, requeued)
+        await self.coordination.start()
+        await self.broker.listen(node_channel(self.node_id), self._on_control)
+        failed = await self.runs.recover()
+        if failed:
+            log.info("recovered runs: %d interrupted", failed)
         self.confirmations.start()
         self.handoffs.start(min(1.0, self.settings.handoff_timeout / 4))
 
@@ -175,13 +192,38 @@ class Engine:
         await self.handoffs.stop()
         await self.confirmations.stop()
         await self.runs.drain(self.settings.drain_timeout)
+        self.broker.unlisten(node_channel(self.node_id), self._on_control)
+        await self.streams.close()
         await self.provider.close()
         await self.data.close()
+        await self.coordination.close()
         await self.broker.close()
 
     async def publish(self, event: events.Event) -> Frame:
         self.metrics.events.inc()
         return await self.streams.publish(event)
+
+    # -- between nodes -----------------------------------------------------------------------
+
+    async def _send_cancel(self, node_id: str, conversation_id: str, run_id: str) -> None:
+        """Ask the node running a conversation's run to cancel it."""
+        await self.broker.publish_ephemeral(
+            events.tenant_event(
+                node_channel(node_id),
+                RUN_CANCEL,
+                conversation_id=conversation_id,
+                run_id=run_id,
+            )
+        )
+
+    def _on_control(self, frame: Frame) -> None:
+        """A message from another node on this node's channel."""
+        try:
+            body = orjson.loads(frame.text)
+            if body.get("type") == RUN_CANCEL:
+                self.runs.cancel_local(str(body["conversation_id"]), str(body["run_id"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            log.warning("ignored a malformed control message: %.200s", frame.text)
 
     # -- sessions and access ---------------------------------------------------------------
 
@@ -288,12 +330,13 @@ class Engine:
             if seen is not None:
                 return Accepted(seen[0], seen[1], duplicate=True)
         self.runs.check_accepting()
-        retry_after = self._message_limit.hit(f"{identity.tenant}:{identity.key}")
+        retry_after = await self.coordination.hit(
+            f"messages:{identity.tenant}:{identity.key}", self.settings.messages_per_minute, 60.0
+        )
         if retry_after:
             raise RateLimited(retry_after=retry_after)
         if conversation_id is not None:
             await self.conversation_for(session, conversation_id)
-            self.runs.reserve(conversation_id)
         # A visitor asking for a person, where the bot hands off by itself: no run.
         config = session.config
         wants_human = (
@@ -302,31 +345,27 @@ class Engine:
             and asks_for_human(content)
         )
         run_id = new_id()
-        try:
-            stored = await self.store.add_user_message(
-                tenant_id=identity.tenant,
-                owner=identity.key,
-                bot_uuid=session.bot.uuid,
-                conversation_id=conversation_id,
-                content=content,
-                client_id=client_id,
-                run_id=None if wants_human else run_id,
-                node=self.node_id,
-            )
-        except BaseException:
-            if conversation_id is not None:
-                self.runs.release(conversation_id)
-            raise
+        stored = await self.store.add_user_message(
+            tenant_id=identity.tenant,
+            owner=identity.key,
+            bot_uuid=session.bot.uuid,
+            conversation_id=conversation_id,
+            content=content,
+            client_id=client_id,
+            run_id=None if wants_human else run_id,
+            node=self.node_id,
+            queue_limit=self.settings.queue_limit,
+        )
         message = stored.message
         answered = stored.created and stored.status == "bot" and not wants_human
-        if conversation_id is not None and not answered:
-            self.runs.release(conversation_id)
         if not stored.created:
             return Accepted(message.conversation_id, message.id, duplicate=True)
         cid = message.conversation_id
+        alone = stored.waiting == 0  # nothing else waits: the run needs no looking up
         if conversation_id is not None:
             # A write waiting for confirmation is rejected by the new message (DECISIONS 11).
-            await self.confirmations.reject_pending(cid, session.bot.uuid)
+            if await self.confirmations.reject_pending(cid) is not None:
+                alone = False
         try:
             state = await self.streams.open(cid)
             accepted = Accepted(cid, message.id, False, state.epoch, state.last_seq)
@@ -339,10 +378,8 @@ class Engine:
         finally:
             # The message and its run are stored: it is answered even if the sender vanished.
             if answered:
-                self.runs.submit(
-                    Turn(run_id, cid, session.bot.uuid, message),
-                    reserved=conversation_id is not None,
-                )
+                turn = Turn(run_id, cid, session.bot.uuid, message) if alone else None
+                self.runs.kick(cid, turn)
         if wants_human:
             conversation = await self._conversation(cid)
             if conversation.status in ("bot", "closed"):
@@ -377,12 +414,10 @@ class Engine:
         if self.runs.active(conversation_id) is None:
             pending = await self.store.confirmations.find(conversation_id)
             if pending is not None and run_id in (None, pending.run_id):
-                ended = await self.confirmations.reject_pending(
-                    conversation_id, session.bot.uuid, by=CANCEL
-                )
+                ended = await self.confirmations.reject_pending(conversation_id, by=CANCEL)
                 if ended is not None:
                     return ended
-        return self.runs.cancel(conversation_id, run_id)
+        return await self.runs.cancel(conversation_id, run_id)
 
     async def resolve_confirmation(
         self,
@@ -478,11 +513,14 @@ class Engine:
         conversation_id = conversation.id
         state = await self.streams.open(conversation_id)
         active = self.runs.active(conversation_id)
-        active_run = (
-            {"run_id": active.turn.run_id, "content": active.state.text}
-            if active is not None
-            else None
-        )
+        active_run = None
+        if active is not None:
+            active_run = {"run_id": active.turn.run_id, "content": active.state.text}
+        else:
+            elsewhere = await self.runs.running(conversation_id)
+            if elsewhere is not None:  # on another node: its text so far is in the log
+                text = await self.streams.run_text(conversation_id, elsewhere.id, state.last_seq)
+                active_run = {"run_id": elsewhere.id, "content": text}
         messages = await self.store.list_messages(conversation_id)
         pending = await self.store.confirmations.find(conversation_id)
         return History(

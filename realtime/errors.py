@@ -101,6 +101,7 @@ RUN_FAILURE_CODES: dict[str, bool] = {
     "data_source_unavailable": True,  # the bot's database cannot be opened
     "confirmation_expired": False,  # nobody approved or rejected a write in time
     "interrupted": True,  # the server stopped while the run was going on
+    "broker_unavailable": True,  # Redis was unreachable for longer than the outage grace
     "internal_error": True,  # a bug on our side; logged with a traceback
 }
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from realtime import events
 from realtime.bots import with_defaults
+from realtime.broker.coordination import Coordination
 from realtime.errors import Conflict, Forbidden, NotFound, ProtocolError
 from realtime.periodic import Periodic
 from realtime.presence import Presence
@@ -77,13 +78,21 @@ class Handoffs:
         *,
         presence_grace: float,
         timeout: float,
+        coordination: Coordination,
+        node_id: str,
     ) -> None:
         self._store = store
         self._streams = streams
         self._publish = publish
         self._runs = runs
         self._timeout = timeout
-        self.presence = Presence(presence_grace, self._presence_changed, self._agent_offline)
+        self.presence = Presence(
+            presence_grace,
+            self._presence_changed,
+            self._agent_offline,
+            shared=coordination,
+            node_id=node_id,
+        )
         self._sweeper: Periodic | None = None
 
     # -- the visitor side --------------------------------------------------------------------
@@ -104,13 +113,11 @@ class Handoffs:
             raise Conflict("handoff_unavailable", f"this bot's handoff trigger is {trigger!r}")
         if not await self._store.handoff.queue_conversation(conversation.id, reason):
             return False
-        active = self._runs.active(conversation.id)
-        if active is not None:
-            self._runs.cancel(conversation.id)
+        await self._runs.stop(conversation.id)
         queued = await self._store.get_conversation(conversation.id)
         assert queued is not None
         position = await self._store.handoff.queue_position(queued)
-        online = bool(self.presence.online(conversation.tenant_id))
+        online = bool(await self.presence.online(conversation.tenant_id))
         cid = conversation.id
         await self._publish(
             events.handoff_requested(
@@ -144,8 +151,7 @@ class Handoffs:
         if not won:
             raise await self._claim_refusal(agent, conversation_id, take_over)
         if before == "bot":
-            if self._runs.active(conversation.id) is not None:
-                self._runs.cancel(conversation.id)
+            await self._runs.stop(conversation.id)
         owned = await self._store.get_conversation(conversation.id)
         assert owned is not None
         cid = conversation.id
@@ -412,6 +418,7 @@ class Handoffs:
     def start(self, interval: float) -> None:
         self._sweeper = Periodic("handoff-sweeper", interval, self.expire_due)
         self._sweeper.start()
+        self.presence.start()
 
     async def stop(self) -> None:
         if self._sweeper is not None:

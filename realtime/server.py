@@ -16,6 +16,7 @@ from realtime.agent.offline import OfflineProvider
 from realtime.agent.provider import Provider
 from realtime.bootstrap import bootstrap
 from realtime.broker.base import Broker
+from realtime.broker.coordination import Coordination, MemoryCoordination
 from realtime.broker.memory import MemoryBroker
 from realtime.config import Settings
 from realtime.engine import Engine
@@ -43,8 +44,17 @@ def make_broker(settings: Settings) -> Broker:
             replay_events=settings.replay_events,
             idle_ttl=settings.replay_idle_ttl,
             sharded=settings.redis_cluster,
+            outage_grace=settings.redis_outage_grace,
         )
     return MemoryBroker(replay_events=settings.replay_events, idle_ttl=settings.replay_idle_ttl)
+
+
+def make_coordination(settings: Settings) -> Coordination:
+    if settings.redis_url:
+        from realtime.broker.redis_coordination import RedisCoordination
+
+        return RedisCoordination(settings.redis_url, prefix=settings.redis_prefix)
+    return MemoryCoordination()
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -57,7 +67,13 @@ def create_app(settings: Settings) -> Starlette:
         if result.generated_admin_key:
             _announce_admin_key(result.generated_admin_key)
         broker = make_broker(settings)
-        engine = Engine(settings, store, broker, make_provider(settings))
+        engine = Engine(
+            settings,
+            store,
+            broker,
+            make_provider(settings),
+            coordination=make_coordination(settings),
+        )
         await engine.start()
         app.state.engine = engine
         app.state.admin = Admin(store)

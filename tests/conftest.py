@@ -9,7 +9,15 @@ import pytest
 
 from realtime.testing import FakeOpenAI
 from tests.databases import PostgresDatabases, backends, postgres_reachable
-from tests.support import REDIS_URL, RunningServer, llm_settings, make_settings, run_server
+from tests.support import (
+    REDIS_URL,
+    THROUGH_REDIS,
+    RedisServer,
+    RunningServer,
+    llm_settings,
+    make_settings,
+    run_server,
+)
 
 BACKENDS = backends()
 
@@ -62,10 +70,19 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         return
     databases: PostgresDatabases = request.getfixturevalue("postgres")
     with databases.database() as url:
-        yield url
+        if request.param != "postgresql+redis":
+            yield url
+            return
+        prefix = f"rt-test-{secrets.token_hex(4)}:"
+        THROUGH_REDIS[url] = prefix
+        try:
+            yield url
+        finally:
+            del THROUGH_REDIS[url]
+            delete_redis_keys(prefix)
 
 
-@pytest.fixture(params=[b for b in BACKENDS if b == "postgresql"])
+@pytest.fixture(params=[b for b in BACKENDS if b.startswith("postgresql")][:1])
 def shared_database_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A new PostgreSQL database: for tests of several processes on one store, which a
     SQLite file (one process's store) is not for."""
@@ -99,12 +116,31 @@ async def llm_server(
 @pytest.fixture
 async def redis_prefix() -> AsyncIterator[str]:
     """A Redis key prefix of this test's own; every key under it is deleted afterwards."""
-    import redis.asyncio as redis
-
     value = f"rt-test-{secrets.token_hex(4)}:"
     yield value
+    delete_redis_keys(value)
+
+
+def delete_redis_keys(prefix: str) -> None:
+    """Delete every key under ``prefix`` in the machine's Redis."""
+    import redis
+
     client = redis.Redis.from_url(REDIS_URL)
-    keys = [key async for key in client.scan_iter(match=f"{value}*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+async def redis_server() -> AsyncIterator[RedisServer]:
+    """A Redis of this test's own (a ``redis-server`` on a free port, keeping nothing on
+    disk) that it may kill and start again; killed when the test ends."""
+    server = RedisServer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.kill()

@@ -1,6 +1,7 @@
 """The databases the store's tests run on: SQLite files, and PostgreSQL when there is one.
 
-``REALTIME_TEST_DATABASES`` names them, comma-separated, among ``sqlite`` and ``postgresql``.
+``REALTIME_TEST_DATABASES`` names them, comma-separated, among ``sqlite``, ``postgresql`` and
+``postgresql+redis`` (PostgreSQL, with the servers of the test on the Redis broker).
 Unset, it is both when a PostgreSQL server answers at ``REALTIME_TEST_POSTGRES_URL``
 (default ``postgresql://postgres@127.0.0.1:5432/postgres``, an administrative connection),
 else SQLite alone; naming ``postgresql`` when none answers fails the run instead.
@@ -28,12 +29,16 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
+from scripts.cluster import process_alive
+
 T = TypeVar("T")
 
 ADMIN_URL = os.environ.get(
     "REALTIME_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-KNOWN = ("sqlite", "postgresql")
+# postgresql+redis: a PostgreSQL store, and every server a test starts on it uses the Redis
+# broker (the machine's Redis, with a key prefix of the test's own): the deployment's shape.
+KNOWN = ("sqlite", "postgresql", "postgresql+redis")
 PREFIX = "realtime_test_"
 _NAME = re.compile(rf"{PREFIX}(\d+)_[0-9a-f]+(?:_\d+)?")
 
@@ -130,15 +135,7 @@ class PostgresDatabases:
         """Drop this run's databases, and those of runs whose process has ended."""
         for name in self._names():
             match = _NAME.fullmatch(name)
-            if name.startswith(self.run + "_") or (match and not _alive(int(match.group(1)))):
+            if name.startswith(self.run + "_") or (
+                match and not process_alive(int(match.group(1)))
+            ):
                 self.drop(name)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -40,9 +41,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# Databases of the postgresql+redis backend -> the Redis key prefix of their servers.
+THROUGH_REDIS: dict[str, str] = {}
+
+
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     """Test settings: the offline responder and a SQLite store under ``tmp_path``, unless
-    ``database_url`` says otherwise (the ``database_url`` fixture gives each backend)."""
+    ``database_url`` says otherwise (the ``database_url`` fixture gives each backend; on
+    ``postgresql+redis`` the settings name the Redis broker too, unless a test chose)."""
+    prefix = THROUGH_REDIS.get(overrides.get("database_url", ""))
+    if prefix is not None and "redis_url" not in overrides:
+        overrides = {"redis_url": REDIS_URL, "redis_prefix": prefix, **overrides}
     base = Settings(
         database_url=f"sqlite:///{tmp_path / 'realtime.db'}",
         admin_key=ADMIN_KEY,
@@ -209,3 +218,109 @@ def text_of(frames: list[dict[str, Any]]) -> str:
 
 def only(frames: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [f for f in frames if f["type"] == kind]
+
+
+class RedisServer:
+    """A ``redis-server`` of one test's own on a free port, keeping nothing on disk, as in
+    production: :meth:`kill` then :meth:`start` is a restart that forgets everything."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self) -> None:
+        assert self.process is None, "already running"
+        self.process = await asyncio.create_subprocess_exec(
+            *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
+            *("--save", "", "--appendonly", "no", "--daemonize", "no"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = asyncio.get_running_loop().time() + 10 * UNIT
+        while not await self.answers():
+            exited = self.process.returncode is not None
+            if exited or asyncio.get_running_loop().time() > deadline:
+                await self.kill()
+                raise RuntimeError(f"redis-server did not start on port {self.port}")
+            await asyncio.sleep(0.02)
+
+    async def answers(self) -> bool:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        except OSError:
+            return False
+        try:
+            writer.write(b"PING\r\n")
+            return await asyncio.wait_for(reader.readline(), 1) == b"+PONG\r\n"
+        except (OSError, TimeoutError):
+            return False
+        finally:
+            writer.close()
+
+    async def kill(self) -> None:
+        """``kill -9``: gone at once, with everything it held."""
+        if self.process is not None:
+            if self.process.returncode is None:
+                self.process.kill()
+            await self.process.wait()
+            self.process = None
+
+
+class TcpProxy:
+    """A TCP link to ``127.0.0.1:target`` that a test can cut: :meth:`cut` resets every
+    connection through it and refuses new ones until :meth:`mend` (a network outage; what
+    is behind it keeps its data)."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.port = free_port()
+        self._server: asyncio.Server | None = None
+        self._links: set[asyncio.StreamWriter] = set()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._links |= {writer, up_writer}
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except OSError:
+                pass
+            finally:
+                dst.transport.abort()
+
+        try:
+            await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+        finally:
+            self._links -= {writer, up_writer}
+
+    async def cut(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for link in tuple(self._links):
+            link.transport.abort()
+
+    async def mend(self) -> None:
+        if self._server is None:
+            await self.start()
+
+    async def close(self) -> None:
+        await self.cut()

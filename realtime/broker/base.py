@@ -8,8 +8,11 @@ in memory; pub/sub with Redis).
 
 A stream can vanish (idle TTL, Redis restart). Then :meth:`Broker.publish` raises
 :class:`StreamMissing` and the caller reopens it above every ``seq`` ever issued, with a new
-epoch (see :mod:`realtime.streams`). The interface is shaped for Redis: ``publish`` is one
-script call (INCR + XADD + PUBLISH), ``read_log`` one XRANGE.
+epoch (see :mod:`realtime.streams`). A broker that cannot reach its server waits for it a
+bounded time (the outage grace), then raises :class:`BrokerUnavailable`; when it is back,
+listeners of streams that lost events get a :data:`STREAM_LOST` frame. The interface is
+shaped for Redis: ``publish`` is one script call (INCR + XADD + PUBLISH), ``read_log`` one
+XRANGE.
 """
 
 from __future__ import annotations
@@ -19,15 +22,36 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from realtime.errors import RunError
 from realtime.events import Event, Frame
 
 log = logging.getLogger("realtime.broker")
 
 Listener = Callable[[Frame], None]
 
+# A frame of this type (seq 0, no text) tells a conversation's listeners that the stream
+# they follow lost events they did not get: Redis restarted empty, or its log no longer
+# holds what this node missed while it was cut off. Listeners reload (``history.reset``,
+# see :mod:`realtime.streams`); it never reaches a client as such.
+STREAM_LOST = "stream.lost"
+LOST_FRAME = Frame(0, STREAM_LOST, "")
+
 
 class StreamMissing(Exception):
     """The broker holds no stream for this conversation: open it, then publish again."""
+
+
+class BrokerUnavailable(RunError):
+    """The broker could not be reached for longer than its outage grace: what was asked
+    (a publish, a log read, a subscription) did not happen. A run it interrupts fails with
+    this code; its text so far is stored."""
+
+    code = "broker_unavailable"
+    status = 503
+    retryable = True
+
+    def __init__(self, message: str = "the server cannot reach its broker; try again") -> None:
+        super().__init__(None, message)
 
 
 @dataclass(frozen=True, slots=True)

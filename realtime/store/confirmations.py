@@ -75,18 +75,23 @@ class ConfirmationStore:
             )
             return [_confirmation(row) for row in rows]
 
-    async def claimed_of_waiting_runs(self) -> list[Confirmation]:
-        """Resolved confirmations whose run never went on (the process stopped in between)."""
+    async def claimed_of_waiting_runs(
+        self, conversation_id: str | None = None
+    ) -> list[Confirmation]:
+        """Resolved confirmations whose run has not gone on yet: the newest confirmation of
+        each run still ``awaiting_confirmation`` (of one conversation, or all), when decided.
+        (A run that paused twice has an older confirmation, decided and acted on.)"""
+        query = (
+            select(confirmations)
+            .join(runs, runs.c.id == confirmations.c.run_id)
+            .where(runs.c.status == "awaiting_confirmation")
+            .order_by(confirmations.c.created_at, confirmations.c.id)
+        )
+        if conversation_id is not None:
+            query = query.where(runs.c.conversation_id == conversation_id)
         async with self.read() as conn:
-            rows = await conn.execute(
-                select(confirmations)
-                .join(runs, runs.c.id == confirmations.c.run_id)
-                .where(
-                    runs.c.status == "awaiting_confirmation",
-                    confirmations.c.status != "pending",
-                )
-            )
-            return [_confirmation(row) for row in rows]
+            newest = {row.run_id: _confirmation(row) for row in await conn.execute(query)}
+        return [c for c in newest.values() if c.status != "pending"]
 
 
 _CONFIRMATION_FIELDS = (

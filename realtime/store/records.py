@@ -148,6 +148,7 @@ class Run:
     created_at: datetime
     finished_at: datetime | None = None
     error_code: str | None = None
+    node_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

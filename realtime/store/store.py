@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from realtime.errors import Conflict
 from realtime.store.confirmations import ConfirmationStore
 from realtime.store.conflicts import duplicate_is
 from realtime.store.handoff import HandoffStore
@@ -57,6 +58,7 @@ from realtime.store.schema import (
 from realtime.types import new_id
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
+UNFINISHED = ("queued", "running", "awaiting_confirmation")
 
 
 class Stored(NamedTuple):
@@ -66,6 +68,7 @@ class Stored(NamedTuple):
     created: bool  # False: a retried client id; ``message`` is the original
     status: str  # the conversation's status: bot (a run was queued) | pending_human | ...
     reopened: bool  # it was closed, and is the bot's again
+    waiting: int = -1  # runs queued or running before this message's (-1: not counted)
 
 
 KEY_PREFIX_LEN = 8
@@ -366,15 +369,18 @@ class Store:
         run_id: str | None = None,
         node: str | None = None,
         meta: dict[str, Any] | None = None,
+        queue_limit: int | None = None,
     ) -> Stored:
         """Store a user message, creating its conversation when ``conversation_id`` is None,
         and (with ``run_id``, while the bot owns the conversation) the ``queued`` run that will
         answer it, in one transaction. A closed conversation is reopened with the bot.
+        With ``queue_limit``, raises ``queue_full`` (and writes nothing) when a run is going
+        on and that many more already wait behind it.
 
         With a ``client_id`` seen in the last 24 h for this owner, nothing is written and the
         original message is returned with ``created`` False.
         """
-        reopened = False
+        reopened, waiting = False, -1
         now = utcnow()
         meta = dict(meta or {})
         if client_id is not None:
@@ -413,7 +419,7 @@ class Store:
                             updated_at=now,
                         )
                     )
-                    status = "bot"
+                    status, waiting = "bot", 0
                 else:
                     # Locked until commit: a concurrent handoff waits, so the run queued
                     # below is only ever queued while the bot owns the conversation.
@@ -432,6 +438,15 @@ class Store:
                         .where(conversations.c.id == conversation_id)
                         .values(updated_at=now, status=status)
                     )
+                    if run_id is not None and status == "bot" and queue_limit is not None:
+                        waiting = await self.count_waiting_runs(conn, conversation_id)
+                        if waiting > queue_limit:
+                            raise Conflict(
+                                "queue_full",
+                                f"{waiting - 1} messages already wait for an answer; "
+                                "wait for the current run",
+                                retryable=True,
+                            )
                 message = Message(new_id(), conversation_id, "user", content, now, meta=meta)
                 await conn.execute(insert(messages).values(**_message_values(message)))
                 if run_id is not None and status == "bot":
@@ -456,7 +471,7 @@ class Store:
                             created_at=now,
                         )
                     )
-                return Stored(message, True, status, reopened)
+                return Stored(message, True, status, reopened, waiting)
         except IntegrityError:
             # A concurrent duplicate won the race (PostgreSQL: the key's insert waited for
             # it, then failed, and the whole transaction was rolled back): answer with the
@@ -540,11 +555,16 @@ class Store:
 
     # -- runs ------------------------------------------------------------------------------
 
-    async def start_run(self, run_id: str, node: str) -> None:
+    async def claim_run(self, run_id: str, node: str, *, expect: str) -> bool:
+        """Mark the run ``running`` on ``node`` if it is still ``expect`` (``queued``, or
+        ``awaiting_confirmation`` for a resumption): of the nodes that try, one wins."""
         async with self.write() as conn:
-            await conn.execute(
-                update(runs).where(runs.c.id == run_id).values(status="running", node_id=node)
+            result = await conn.execute(
+                update(runs)
+                .where(runs.c.id == run_id, runs.c.status == expect)
+                .values(status="running", node_id=node)
             )
+            return bool(result.rowcount)
 
     async def finish_run(
         self,
@@ -555,19 +575,18 @@ class Store:
         usage: dict[str, int] | None = None,
         error_code: str | None = None,
         error_message: str | None = None,
-    ) -> None:
-        """End a run, storing its assistant message (if any) in the same transaction."""
+        node: str | None = None,
+    ) -> bool:
+        """End a run that has not ended yet, storing its assistant message (if any) in the same
+        transaction. With ``node``, only while that node runs it (a takeover of a lost node's
+        run). False, and nothing written, when the run had already ended."""
         async with self.write() as conn:
-            if message is not None:
-                await conn.execute(insert(messages).values(**_message_values(message)))
-                await conn.execute(
-                    update(conversations)
-                    .where(conversations.c.id == message.conversation_id)
-                    .values(updated_at=message.created_at)
-                )
-            await conn.execute(
+            where = [runs.c.id == run_id, runs.c.status.in_(UNFINISHED)]
+            if node is not None:
+                where += [runs.c.status == "running", runs.c.node_id == node]
+            ended = await conn.execute(
                 update(runs)
-                .where(runs.c.id == run_id)
+                .where(*where)
                 .values(
                     status=status,
                     usage=usage,
@@ -576,27 +595,49 @@ class Store:
                     finished_at=utcnow(),
                 )
             )
+            if not ended.rowcount:
+                return False
+            if message is not None:
+                await conn.execute(insert(messages).values(**_message_values(message)))
+                await conn.execute(
+                    update(conversations)
+                    .where(conversations.c.id == message.conversation_id)
+                    .values(updated_at=message.created_at)
+                )
+            return True
 
     async def get_run(self, run_id: str) -> Run | None:
         async with self.read() as conn:
             row = (await conn.execute(select(*_RUN_COLUMNS).where(runs.c.id == run_id))).first()
         return Run(**row._mapping) if row else None
 
-    async def unfinished_runs(self) -> list[Run]:
-        """Runs still ``queued`` or ``running``, oldest first."""
+    async def unfinished_runs(
+        self, conversation_id: str | None = None, *, paused: bool = False
+    ) -> list[Run]:
+        """Runs still ``queued`` or ``running`` (and, with ``paused``,
+        ``awaiting_confirmation``), of one conversation or all, oldest first."""
+        statuses = UNFINISHED if paused else ("queued", "running")
         query = (
-            select(
-                runs.c.id,
-                runs.c.conversation_id,
-                runs.c.message_id,
-                runs.c.status,
-                runs.c.created_at,
-            )
-            .where(runs.c.status.in_(("queued", "running")))
-            .order_by(runs.c.created_at)
+            select(*_RUN_COLUMNS)
+            .where(runs.c.status.in_(statuses))
+            .order_by(runs.c.created_at, runs.c.id)
         )
+        if conversation_id is not None:
+            query = query.where(runs.c.conversation_id == conversation_id)
         async with self.read() as conn:
             return [Run(**row._mapping) for row in await conn.execute(query)]
+
+    async def count_waiting_runs(self, conn: AsyncConnection, conversation_id: str) -> int:
+        return (
+            await conn.execute(
+                select(func.count())
+                .select_from(runs)
+                .where(
+                    runs.c.conversation_id == conversation_id,
+                    runs.c.status.in_(("queued", "running")),
+                )
+            )
+        ).scalar_one()
 
 
 _RUN_COLUMNS = [
@@ -609,6 +650,7 @@ _RUN_COLUMNS = [
         "created_at",
         "finished_at",
         "error_code",
+        "node_id",
     )
 ]
 _MESSAGE_FIELDS = (

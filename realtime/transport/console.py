@@ -127,7 +127,7 @@ class AgentConnection(Connection):
             protocol=protocol.PROTOCOL_VERSION,
             agent=agent.to_wire(),
             presence=presence.status(agent.id),
-            agents=presence.snapshot(agent.tenant_id),
+            agents=await presence.snapshot(agent.tenant_id),
             limits={
                 "max_message_chars": self.settings.max_message_chars,
                 "max_frame_bytes": self.settings.max_frame_bytes,

@@ -45,6 +45,7 @@ def bearer(request: Request) -> str | None:
 
 
 async def health(request: Request) -> Response:
+    """Liveness: 200 while the process serves; ``broker`` says whether Redis is reachable."""
     engine: Engine = request.app.state.engine
     return JSON(
         {
@@ -53,11 +54,16 @@ async def health(request: Request) -> Response:
             "node": engine.node_id,
             "uptime_seconds": round(time.monotonic() - request.app.state.started, 1),
             "runs_active": engine.runs.busy(),
+            "broker": "ok" if engine.broker.healthy() else "degraded",
         }
     )
 
 
 async def ready(request: Request) -> Response:
+    """Readiness: 200 ``ready``; 200 ``degraded`` while Redis is away (the node keeps its
+    sockets and what needs no Redis, and every node shares that Redis: taking them all out
+    of the load balancer would only turn a Redis blip into an outage); 503 ``unavailable``
+    when the store does not answer."""
     engine: Engine = request.app.state.engine
     checks: dict[str, str] = {}
     try:
@@ -65,12 +71,14 @@ async def ready(request: Request) -> Response:
         checks["store"] = "ok"
     except Exception as exc:  # readiness reports, it does not crash
         checks["store"] = f"error: {type(exc).__name__}"
-    checks["broker"] = "ok" if engine.broker.healthy() else "unavailable"
-    ok = all(v == "ok" for v in checks.values())
-    return JSON(
-        {"status": "ready" if ok else "unavailable", "checks": checks},
-        status_code=200 if ok else 503,
-    )
+    checks["broker"] = "ok" if engine.broker.healthy() else "degraded"
+    if checks["store"] != "ok":
+        status, code = "unavailable", 503
+    elif checks["broker"] != "ok":
+        status, code = "degraded", 200
+    else:
+        status, code = "ready", 200
+    return JSON({"status": status, "checks": checks}, status_code=code)
 
 
 async def metrics(request: Request) -> Response:

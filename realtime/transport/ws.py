@@ -75,12 +75,12 @@ class VisitorConnection(Connection):
         if hello.resume is not None:  # check before welcoming, so a bad resume is one error
             await self.engine.conversation_for(session, hello.resume.conversation_id)
         self.session = session
-        self.send("welcome", hello.id, **self._welcome(session))
+        self.send("welcome", hello.id, **await self._welcome(session))
         if hello.resume is not None:
             r = hello.resume
             await self.subscribe(r.conversation_id, r.after_seq, r.epoch)
 
-    def _welcome(self, session: Session) -> dict[str, Any]:
+    async def _welcome(self, session: Session) -> dict[str, Any]:
         config = session.config
         bot = {
             "id": session.bot.slug,
@@ -99,7 +99,9 @@ class VisitorConnection(Connection):
             "handoff_enabled": config["handoff_enabled"],
             "handoff_trigger": config["handoff_trigger"],
             "handoff_agent_label": config["handoff_agent_label"],
-            "handoff_available": bool(self.engine.handoffs.presence.online(session.bot.tenant_id)),
+            "handoff_available": bool(
+                await self.engine.handoffs.presence.online(session.bot.tenant_id)
+            ),
             "contact_form_enabled": config["contact_form_enabled"],
         }
         identity = session.identity

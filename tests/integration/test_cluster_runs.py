@@ -1,0 +1,273 @@
+"""Cluster-wide rules on two nodes sharing one Redis and one database: one run at a time per
+conversation, the queue limit, cancel and confirmations from the other node, claims, and
+presence."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from realtime.config import Settings
+from realtime.testing import FakeOpenAI, Text, ToolCall
+from tests.integration.test_confirmations import WIDGET, last_user, until, widgets
+from tests.integration.test_handoff import PASSWORD, console, reply, setup_desk
+from tests.integration.test_handoff import until as until_kind
+from tests.support import (
+    REDIS_URL,
+    TERMINAL,
+    RunningServer,
+    llm_settings,
+    make_settings,
+    only,
+    run_server,
+    text_of,
+    ws_client,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+@contextlib.asynccontextmanager
+async def two_nodes(settings: Settings, prefix: str) -> AsyncIterator[tuple[RunningServer, ...]]:
+    shared = replace(settings, redis_url=REDIS_URL, redis_prefix=prefix)
+    async with (
+        run_server(replace(shared, node_id="node-a")) as a,
+        run_server(replace(shared, node_id="node-b")) as b,
+    ):
+        yield a, b
+
+
+def runs_in_order(frames: list[dict[str, Any]]) -> list[str]:
+    """The runs of a conversation's stream in order, checking that none overlaps another."""
+    current, order = None, []
+    for frame in frames:
+        if frame["type"] == "run.started":
+            assert current is None, f"run {frame['run_id']} started while {current} ran"
+            current = frame["run_id"]
+            order.append(current)
+        elif frame["type"] in TERMINAL and frame["run_id"] == current:
+            current = None
+    return order
+
+
+async def test_one_run_at_a_time_across_nodes(
+    tmp_path: Path, redis_prefix: str, fake_llm: FakeOpenAI, database_url: str
+) -> None:
+    for n in range(4):
+        words = " ".join(f"a{n}-{i}" for i in range(15))
+        fake_llm.add(last_user(f"question {n}"), [Text(words, delay=0.01)])
+    settings = llm_settings(tmp_path, fake_llm, database_url=database_url)
+    async with two_nodes(settings, redis_prefix) as (a, b):
+        async with ws_client(a) as on_a, ws_client(b) as on_b:
+            await on_a.hello(session_id="same")
+            await on_b.hello(session_id="same")
+            await on_a.send(type="message.send", id="0", content="question 0")
+            ack = await on_a.recv()
+            cid = ack["conversation_id"]
+            await on_b.send(type="subscribe", id="s", conversation_id=cid, after_seq=0)
+            await on_b.recv_until("ack")
+            # While node A answers, both nodes take messages for the same conversation.
+            for n, client in ((1, on_b), (2, on_a), (3, on_b)):
+                await client.send(
+                    type="message.send", id=str(n), content=f"question {n}", conversation_id=cid
+                )
+            frames: list[dict[str, Any]] = []
+            while len(only(frames, "run.completed")) < 4:
+                frames.append(await on_b.recv(wait=15))
+    order = runs_in_order(frames)
+    assert len(order) == len(set(order)) == 4
+    # Answered in the order the messages were stored, whichever node took them.
+    asked = [int(f["message"]["content"].split()[-1]) for f in only(frames, "message.created")]
+    assert sorted(asked) == [0, 1, 2, 3]
+    answers = [f["message"]["content"] for f in only(frames, "run.completed")]
+    assert answers == [" ".join(f"a{n}-{i}" for i in range(15)) for n in asked]
+    seqs = [f["seq"] for f in frames if "seq" in f]
+    assert seqs == sorted(set(seqs))
+
+
+async def test_the_queue_limit_counts_messages_from_every_node(
+    tmp_path: Path, redis_prefix: str, fake_llm: FakeOpenAI, database_url: str
+) -> None:
+    fake_llm.add(last_user("slow"), [Text(" ".join(["w"] * 100), delay=0.02)])
+    settings = llm_settings(tmp_path, fake_llm, database_url=database_url, queue_limit=1)
+    async with two_nodes(settings, redis_prefix) as (a, b):
+        async with ws_client(a) as on_a, ws_client(b) as on_b:
+            await on_a.hello(session_id="same")
+            await on_b.hello(session_id="same")
+            await on_a.send(type="message.send", id="0", content="slow")
+            cid = (await on_a.recv())["conversation_id"]
+            await on_a.recv_until("run.token")
+            await on_b.send(type="message.send", id="1", content="one", conversation_id=cid)
+            first = (await on_b.recv_until("ack", "error"))[-1]
+            await on_a.send(type="message.send", id="2", content="two", conversation_id=cid)
+            second = (await on_a.recv_until("ack", "error"))[-1]
+    assert first["type"] == "ack"
+    assert (second["type"], second["code"]) == ("error", "queue_full")
+
+
+async def test_a_run_on_node_a_is_cancelled_from_node_b(
+    tmp_path: Path, redis_prefix: str, fake_llm: FakeOpenAI, database_url: str
+) -> None:
+    fake_llm.add(None, [Text(" ".join(["w"] * 300), delay=0.02)])
+    settings = llm_settings(tmp_path, fake_llm, database_url=database_url)
+    async with two_nodes(settings, redis_prefix) as (a, b):
+        async with ws_client(a) as on_a, ws_client(b) as on_b:
+            await on_a.hello(session_id="same")
+            await on_b.hello(session_id="same")
+            await on_a.send(type="message.send", id="0", content="talk a lot")
+            cid = (await on_a.recv())["conversation_id"]
+            started = (await on_a.recv_until("run.started"))[-1]
+            streamed = await on_a.recv_until("run.token")
+            streamed += [await on_a.recv() for _ in range(5)]
+            # Node B reads the history: the run going on on node A, with its text so far.
+            async with b.http() as http:
+                url = f"/realtime/v1/conversations/{cid}/messages"
+                history = (await http.get(url, params={"session_id": "same"})).json()
+            await on_b.send(type="run.cancel", id="c", conversation_id=cid)
+            cancel_ack = (await on_b.recv_until("ack", "error"))[-1]
+            ended = (await on_a.recv_until(*TERMINAL))[-1]
+    assert cancel_ack["type"] == "ack", cancel_ack
+    active = history["active_run"]
+    assert active["run_id"] == started["run_id"]
+    assert text_of(streamed).startswith(active["content"]) or active["content"].startswith(
+        text_of(streamed)
+    )
+    assert len(active["content"].split()) >= 1
+    assert ended["type"] == "run.cancelled" and ended["run_id"] == started["run_id"]
+    assert 0 < len(ended["message"]["content"].split()) < 300
+
+
+async def test_a_write_requested_on_node_a_is_approved_on_node_b_once(
+    tmp_path: Path, redis_prefix: str, fake_llm: FakeOpenAI, database_url: str
+) -> None:
+    fake_llm.add(
+        last_user("add a widget"),
+        [ToolCall("create_record", WIDGET, id="w1")],
+        [Text("Added the widget.")],
+    )
+    settings = llm_settings(tmp_path, fake_llm, database_url=database_url)
+    async with two_nodes(settings, redis_prefix) as (a, b):
+        async with ws_client(a) as on_a, ws_client(b) as on_b:
+            await on_a.hello(session_id="same")
+            await on_b.hello(session_id="same")
+            await on_a.send(type="message.send", id="ask", content="add a widget")
+            asked = await until(on_a, "awaiting_confirmation")
+            cid = asked[0]["conversation_id"]
+            requested = only(asked, "confirmation.requested")[0]
+            await on_b.send(type="subscribe", id="s", conversation_id=cid)
+            await on_b.recv_until("ack")
+            # Both nodes get a decision at the same moment: exactly one is taken.
+            decide = {"type": "confirmation.resolve", "conversation_id": cid}
+            decide |= {"tool_call_id": requested["tool_call_id"], "decision": "approve"}
+            await asyncio.gather(on_a.send(id="x", **decide), on_b.send(id="y", **decide))
+            rest_b = await on_b.recv_until(*TERMINAL)
+            rest_a = await on_a.recv_until(*TERMINAL)
+    answers = [f for f in rest_a + rest_b if f.get("id") in ("x", "y")]
+    assert sorted(f["type"] for f in answers) == ["ack", "error"], answers
+    assert [f["code"] for f in answers if f["type"] == "error"] == ["confirmation_not_pending"]
+    assert rest_b[-1]["type"] == "run.completed", rest_b[-1]
+    assert rest_b[-1]["message"]["content"] == "Added the widget."
+    assert len(only(rest_b, "confirmation.resolved")) == 1
+    assert await widgets(settings) == 1
+
+
+async def test_claims_and_presence_across_nodes(
+    tmp_path: Path, redis_prefix: str, database_url: str
+) -> None:
+    settings = make_settings(tmp_path, database_url=database_url, presence_grace=0.5)
+    async with two_nodes(settings, redis_prefix) as (a, b):
+        await setup_desk(a)
+        async with ws_client(a) as visitor:
+            welcome = await visitor.hello()
+            assert welcome["bot"]["handoff_available"] is False
+            frames = await visitor.ask("What is an epoch?")
+            cid = frames[0]["conversation_id"]
+            async with console(a, "alice") as alice:
+                # Alice is on node A; Bob, signing in on node B, sees her online.
+                async with ws_client(b, path="/ws/console") as raw:
+                    await raw.send(
+                        type="hello",
+                        id="h",
+                        tenant="default",
+                        email="bob@example.com",
+                        password=PASSWORD,
+                    )
+                    bob_welcome = await raw.recv()
+                assert bob_welcome["agents"].get(alice.me["id"]) == "online", bob_welcome
+                async with console(b, "bob") as bob:
+                    await bob.send(type="queue.subscribe", id="q")
+                    await reply(bob, "q")
+                    async with ws_client(b) as second:
+                        assert (await second.hello())["bot"]["handoff_available"] is True
+                    await visitor.send(type="handoff.request", id="h", conversation_id=cid)
+                    await reply(visitor, "h")
+                    requested = await until_kind(visitor, "handoff.requested")
+                    assert requested["agents_online"] is True
+                    added = await until_kind(bob, "queue.added")
+                    assert added["item"]["conversation"]["id"] == cid
+                    # Two agents on two nodes claim at once: exactly one wins.
+                    await asyncio.gather(
+                        alice.send(type="conversation.claim", id="c", conversation_id=cid),
+                        bob.send(type="conversation.claim", id="c", conversation_id=cid),
+                    )
+                    replies = [await reply(alice, "c"), await reply(bob, "c")]
+                    assert sorted(r["type"] for r in replies) == ["ack", "error"], replies
+                    assert [r["code"] for r in replies if r["type"] == "error"] == [
+                        "already_claimed"
+                    ]
+                    owner = alice if replies[0]["type"] == "ack" else bob
+                    await owner.send(
+                        type="conversation.send", id="m", conversation_id=cid, content="Hi there"
+                    )
+                    await reply(owner, "m")
+                    said = await until_kind(visitor, "message.created")
+                    while said["message"]["role"] != "agent":
+                        said = await until_kind(visitor, "message.created")
+                    assert said["message"]["content"] == "Hi there"
+        # Both agents gone: once the grace ends, nobody is online on either node.
+        for _ in range(60):
+            async with ws_client(b) as later:
+                if (await later.hello())["bot"]["handoff_available"] is False:
+                    break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("agents stayed online after leaving")
+
+
+async def test_a_forgotten_lease_is_taken_back_and_the_run_is_not_taken_over(
+    tmp_path: Path, redis_prefix: str, fake_llm: FakeOpenAI, database_url: str
+) -> None:
+    """Redis restarting empty forgets every lease: the live holder takes its lease back at its
+    next renewal, before the other node would believe it dead."""
+    import redis.asyncio as redis
+
+    words = " ".join(f"w{i}" for i in range(80))
+    fake_llm.add(None, [Text(words, delay=0.03)])
+    settings = llm_settings(tmp_path, fake_llm, database_url=database_url, run_lease_ttl=0.9)
+    async with two_nodes(settings, redis_prefix) as (a, b):
+        async with ws_client(a) as on_a:
+            await on_a.hello()
+            await on_a.send(type="message.send", id="0", content="talk")
+            cid = (await on_a.recv())["conversation_id"]
+            await on_a.recv_until("run.token")
+            lease = f"{redis_prefix}lease:conversation:{cid}"
+            client = redis.Redis.from_url(REDIS_URL)
+            try:
+                assert await client.get(lease) == b"node-a"
+                for _ in range(3):
+                    await client.delete(lease)
+                    await b.engine.runs.sweep()  # node B looks at once: the lease is free
+                    await asyncio.sleep(0.4)
+                held = await client.get(lease)
+            finally:
+                await client.aclose()
+            ended = (await on_a.recv_until(*TERMINAL))[-1]
+    assert held == b"node-a"
+    assert ended["type"] == "run.completed", ended
+    assert ended["message"]["content"] == words
