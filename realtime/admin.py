@@ -11,15 +11,27 @@ import hmac
 import re
 import secrets
 from typing import Any
+from urllib.parse import urlsplit
 
+from realtime import envelopes
 from realtime.bots import check_slug, validate_settings, with_defaults
 from realtime.errors import AuthError, Conflict, NotFound, ProtocolError
 from realtime.knowledge.ingest import add_source
 from realtime.store import ApiKey, Bot, HumanAgent, Source, Store, Tenant, hash_secret
 from realtime.store.handoff import hash_password
+from realtime.store.tenancy import Webhook
 
 ADMIN_KEY_SETTING = "admin_key_hash"
 SCOPES = ("chat", "full")
+# What a webhook may subscribe to (the BotPlot document's events, contracts.md §3).
+WEBHOOK_EVENTS = (
+    "conversation.started",
+    "message.received",
+    "message.sent",
+    "handoff.requested",
+    "lead.captured",
+)
+MAX_WEBHOOKS = 10
 _TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{1,62}$")
 _EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
@@ -84,6 +96,67 @@ class Admin:
         if body.get("bot_id") is not None:
             bot_uuid = (await self.bot(tenant_id, body["bot_id"])).uuid
         return await self.store.create_api_key(tenant_id, name, scope, bot_uuid)
+
+    async def list_keys(self, tenant_id: str) -> list[ApiKey]:
+        await self.tenant(tenant_id)
+        return await self.store.tenancy.list_keys(tenant_id)
+
+    async def revoke_key(self, tenant_id: str, key_id: str) -> ApiKey:
+        await self.tenant(tenant_id)
+        key = await self.store.tenancy.revoke_key(tenant_id, key_id)
+        if key is None:
+            raise NotFound("key_not_found", "no such API key")
+        return key
+
+    # -- webhooks ----------------------------------------------------------------------------
+
+    async def add_webhook(self, tenant_id: str, body: dict[str, Any]) -> Webhook:
+        """Register an endpoint for some of :data:`WEBHOOK_EVENTS`; its secret signs the
+        deliveries (``sha256=`` HMAC of the raw body) and is never shown again."""
+        await self.tenant(tenant_id)
+        url = body.get("url")
+        if not isinstance(url, str) or not _valid_url(url):
+            raise ProtocolError(
+                "invalid_field", "'url' must be an http(s) URL of 2000 characters or less"
+            )
+        events = body.get("events")
+        if (
+            not isinstance(events, list)
+            or not events
+            or not all(isinstance(e, str) and e in WEBHOOK_EVENTS for e in events)
+        ):
+            raise ProtocolError(
+                "invalid_field", f"'events' must be a list of: {', '.join(WEBHOOK_EVENTS)}"
+            )
+        secret = body.get("secret")
+        if not isinstance(secret, str) or not 16 <= len(secret) <= 200:
+            raise ProtocolError("invalid_field", "'secret' must be 16..200 characters")
+        if await self.store.tenancy.count_webhooks(tenant_id) >= MAX_WEBHOOKS:
+            raise Conflict("webhook_limit", f"a tenant has at most {MAX_WEBHOOKS} webhooks")
+        return await self.store.tenancy.add_webhook(
+            tenant_id, url, list(dict.fromkeys(events)), secret
+        )
+
+    async def list_webhooks(self, tenant_id: str) -> list[Webhook]:
+        await self.tenant(tenant_id)
+        return await self.store.tenancy.list_webhooks(tenant_id)
+
+    async def delete_webhook(self, tenant_id: str, webhook_id: str) -> None:
+        await self.tenant(tenant_id)
+        if not await self.store.tenancy.delete_webhook(tenant_id, webhook_id):
+            raise NotFound("webhook_not_found", "no such webhook")
+
+    # -- signed context envelopes ----------------------------------------------------------
+
+    async def mint_envelope(self, tenant_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``{"signed_context", "expires_at"}`` for the tenant's bot ``channel``, signed with
+        the tenant's secret (which no answer ever contains): fields as in
+        :func:`realtime.envelopes.mint_request` (400 when wrong); 404 for an unknown tenant
+        or bot."""
+        tenant = await self.tenant(tenant_id)
+        request = envelopes.mint_request(body)
+        await self.bot(tenant.id, request.channel)
+        return request.mint(tenant.signing_secret, tenant=tenant.id)
 
     # -- bots ------------------------------------------------------------------------------
 
@@ -187,3 +260,13 @@ class Admin:
         bot = await self.bot(tenant_id, bot_id)
         if not await self.store.knowledge.delete_source(bot.uuid, source_id):
             raise NotFound("source_not_found", "no such source")
+
+
+def _valid_url(url: str) -> bool:
+    if len(url) > 2000 or any(c.isspace() for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)

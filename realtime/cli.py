@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from realtime.config import Settings
+
+if TYPE_CHECKING:
+    from realtime.admin import Admin
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,9 +28,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     add.add_argument("--password", help="8+ characters (asked for when omitted)")
     add.add_argument("--label", help="what visitors see (default: the first name)")
     add.add_argument("--capacity", type=int, default=5, help="open conversations at once")
+    _admin_commands(commands)
+    _envelope_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "agents":
         return _add_agent(args)
+    if getattr(args, "admin_action", None) is not None:
+        return _run_admin(args.admin_action(args))
 
     overrides = {
         name: value
@@ -42,16 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _add_agent(args: argparse.Namespace) -> int:
-    import asyncio
     import getpass
-    import sys
-
-    import orjson
-
-    from realtime.admin import Admin
-    from realtime.engine import DEFAULT_TENANT
-    from realtime.errors import RealtimeError
-    from realtime.store import Store
 
     password = args.password or getpass.getpass("password: ")
     body = {
@@ -61,20 +60,171 @@ def _add_agent(args: argparse.Namespace) -> int:
         "label": args.label,
         "capacity": args.capacity,
     }
+    return _run_admin(lambda admin: _one(admin.create_agent(args.tenant, body)))
+
+
+# -- the admin API's commands --------------------------------------------------------------
+
+AdminAction = Callable[["Admin"], Awaitable[Any]]
+
+
+def _admin_commands(commands: Any) -> None:
+    """``tenants``, ``keys`` and ``webhooks``: what the admin API does, from a shell on a node
+    (on the store named by REALTIME_DATABASE_URL; printing JSON like the API)."""
+    tenants = commands.add_parser("tenants", help="manage tenants").add_subparsers(
+        dest="tenants_command", required=True
+    )
+    create = tenants.add_parser("create", help="create a tenant")
+    create.add_argument("--name", required=True)
+    create.add_argument("--id", help="its id (default: from the name)")
+    create.set_defaults(
+        admin_action=lambda a: (
+            lambda admin: _one(
+                admin.create_tenant({"name": a.name, **({"id": a.id} if a.id else {})})
+            )
+        )
+    )
+    listing = tenants.add_parser("list", help="list tenants")
+    listing.set_defaults(
+        admin_action=lambda a: lambda admin: _each(admin.store.tenancy.list_tenants(), _wire)
+    )
+
+    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    create = keys.add_parser("create", help="create an API key (printed once)")
+    create.add_argument("--tenant", default="default")
+    create.add_argument("--name", default="key")
+    create.add_argument("--scope", choices=("chat", "full"), default="full")
+    create.add_argument("--bot", help="bind the key to this bot")
+    create.set_defaults(
+        admin_action=lambda a: (
+            lambda admin: _new_key(
+                admin.create_key(
+                    a.tenant,
+                    {"name": a.name, "scope": a.scope, **({"bot_id": a.bot} if a.bot else {})},
+                )
+            )
+        )
+    )
+    listing = keys.add_parser("list", help="list a tenant's keys (without secrets)")
+    listing.add_argument("--tenant", default="default")
+    listing.set_defaults(
+        admin_action=lambda a: lambda admin: _each(admin.list_keys(a.tenant), _wire)
+    )
+    revoke = keys.add_parser("revoke", help="revoke a key")
+    revoke.add_argument("key_id")
+    revoke.add_argument("--tenant", default="default")
+    revoke.set_defaults(
+        admin_action=lambda a: lambda admin: _one(admin.revoke_key(a.tenant, a.key_id))
+    )
+
+    hooks = commands.add_parser("webhooks", help="manage webhooks").add_subparsers(
+        dest="webhooks_command", required=True
+    )
+    add = hooks.add_parser("add", help="register a webhook endpoint")
+    add.add_argument("--tenant", default="default")
+    add.add_argument("--url", required=True)
+    add.add_argument("--event", action="append", required=True, help="repeat for several")
+    add.add_argument("--secret", required=True, help="16..200 characters; signs deliveries")
+    add.set_defaults(
+        admin_action=lambda a: (
+            lambda admin: _one(
+                admin.add_webhook(a.tenant, {"url": a.url, "events": a.event, "secret": a.secret})
+            )
+        )
+    )
+    listing = hooks.add_parser("list", help="list a tenant's webhooks")
+    listing.add_argument("--tenant", default="default")
+    listing.set_defaults(
+        admin_action=lambda a: lambda admin: _each(admin.list_webhooks(a.tenant), _wire)
+    )
+    delete = hooks.add_parser("delete", help="delete a webhook")
+    delete.add_argument("webhook_id")
+    delete.add_argument("--tenant", default="default")
+    delete.set_defaults(
+        admin_action=lambda a: lambda admin: admin.delete_webhook(a.tenant, a.webhook_id)
+    )
+
+
+def _wire(record: Any) -> Any:
+    return record.to_wire()
+
+
+async def _one(made: Awaitable[Any]) -> Any:
+    return (await made).to_wire()
+
+
+async def _each(made: Awaitable[list[Any]], wire: Callable[[Any], Any]) -> list[Any]:
+    return [wire(item) for item in await made]
+
+
+async def _new_key(made: Awaitable[tuple[Any, str]]) -> dict[str, Any]:
+    key, raw = await made
+    return {**key.to_wire(), "key": raw}
+
+
+def _run_admin(action: AdminAction) -> int:
+    import asyncio
+    import sys
+
+    import orjson
+
+    from realtime.admin import Admin
+    from realtime.engine import DEFAULT_TENANT
+    from realtime.errors import RealtimeError
+    from realtime.store import Store
 
     async def run() -> int:
         store = Store(Settings.from_env().database_url)
         try:
             await store.migrate()
-            if args.tenant == DEFAULT_TENANT and await store.get_tenant(DEFAULT_TENANT) is None:
+            if await store.get_tenant(DEFAULT_TENANT) is None:  # before the first start
                 await store.create_tenant(DEFAULT_TENANT, "Default")
-            agent = await Admin(store).create_agent(args.tenant, body)
+            result = await action(Admin(store))
         except RealtimeError as exc:
             print(f"error: {exc.message}", file=sys.stderr)
             return 1
         finally:
             await store.close()
-        print(orjson.dumps(agent.to_wire()).decode())
+        if result is not None:
+            print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
         return 0
 
     return asyncio.run(run())
+
+
+def _envelope_commands(commands: Any) -> None:
+    """``envelopes mint``: print a ``signed_context`` (as ``POST .../envelopes`` mints)."""
+    envelopes = commands.add_parser("envelopes", help="signed context envelopes").add_subparsers(
+        dest="envelopes_command", required=True
+    )
+    mint = envelopes.add_parser("mint", help="print a signed_context for a bot of a tenant")
+    mint.add_argument("--tenant", default="default", help="tenant id (default: default)")
+    mint.add_argument("--channel", required=True, help="the bot's id (the envelope's channel)")
+    mint.add_argument("--user", help="the user id it vouches for (omitted: a guest envelope)")
+    mint.add_argument("--route", default="", help="the route name stored with messages")
+    mint.add_argument("--context", default="{}", help="the page context, a JSON object")
+    mint.add_argument("--ttl", type=int, default=900, help="seconds until it expires (900)")
+    mint.add_argument("--prompt", help="instructions for this page (pr)")
+    mint.set_defaults(admin_action=lambda a: lambda admin: _mint_envelope(admin, a))
+
+
+async def _mint_envelope(admin: Admin, args: argparse.Namespace) -> None:
+    import orjson
+
+    from realtime.errors import ProtocolError
+
+    try:
+        context = orjson.loads(args.context)
+    except orjson.JSONDecodeError:
+        raise ProtocolError("invalid_json", "--context must be a JSON object") from None
+    body = {
+        "channel": args.channel,
+        "user": args.user,
+        "route": args.route,
+        "context": context,
+        "ttl": args.ttl,
+        "pr": args.prompt,
+    }
+    print((await admin.mint_envelope(args.tenant, body))["signed_context"])

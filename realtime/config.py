@@ -47,7 +47,7 @@ class Settings:
     presence_grace: float = 30.0  # REALTIME_PRESENCE_GRACE: an agent stays online after leaving
     agent_token_ttl: float = 86400.0  # REALTIME_AGENT_TOKEN_TTL: console login tokens
     # protocol limits
-    max_message_chars: int = 8000  # REALTIME_MAX_MESSAGE_CHARS
+    max_message_chars: int = 10000  # REALTIME_MAX_MESSAGE_CHARS
     max_frame_bytes: int = 65536  # REALTIME_MAX_FRAME_BYTES: larger frames get an error
     ws_max_size: int = 1048576  # REALTIME_WS_MAX_SIZE: larger frames close the socket (1009)
     ws_per_message_deflate: bool = False  # REALTIME_WS_PER_MESSAGE_DEFLATE

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from realtime import events
+from realtime import envelopes, events
 from realtime.agent.loop import Agent
 from realtime.agent.offline import OfflineProvider
 from realtime.agent.provider import Provider
@@ -34,6 +34,7 @@ from realtime.broker.coordination import Coordination, MemoryCoordination
 from realtime.config import Settings
 from realtime.confirmations import Confirmations
 from realtime.data.source import DataSources
+from realtime.envelopes import Envelope, EnvelopeInvalid
 from realtime.errors import AuthError, Conflict, Forbidden, NotFound, ProtocolError, RateLimited
 from realtime.events import Frame
 from realtime.handoff import Handoffs, asks_for_human, tenant_channel
@@ -56,14 +57,19 @@ def node_channel(node_id: str) -> str:
 
 
 _DUMMY_HASH = hash_password("not-a-password")  # a failed lookup costs as much as a bad password
+# Verifies the envelopes of tenants that do not exist: they fail as tampered, like a bad one.
+_NO_SECRET = secrets.token_bytes(32)
 
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """An authenticated visitor: who they are and which bot they talk to."""
+    """An authenticated visitor: who they are and which bot they talk to; with the signed
+    context envelope they presented, if they did (its page context goes with every message
+    they send on this session)."""
 
     identity: Identity
     bot: Bot
+    envelope: Envelope | None = None
 
     @property
     def config(self) -> dict[str, Any]:
@@ -242,17 +248,26 @@ class Engine:
 
     async def open_session(
         self,
-        bot_ref: str,
+        bot_ref: str | None,
         *,
         session_id: str | None = None,
         api_key: str | None = None,
         user: str | None = None,
+        signed_context: str | None = None,
     ) -> Session:
         """Authenticate a visitor for a bot (DECISIONS 6).
 
         ``session_id`` alone works for public bots; ``api_key`` + ``user`` for any bot of the
-        key's tenant (and of the key's bot, when the key is bound to one).
+        key's tenant (and of the key's bot, when the key is bound to one); a
+        ``signed_context`` for the bot it names, public or private
+        (:meth:`open_envelope_session`).
         """
+        if signed_context is not None:
+            if api_key is not None:
+                raise ProtocolError("invalid_field", "send 'signed_context' or 'api_key', not both")
+            return await self.open_envelope_session(signed_context, bot_ref, session_id=session_id)
+        if bot_ref is None:
+            raise ProtocolError("missing_field", "'bot' is required")
         bot = await self.resolve_bot(bot_ref)
         if api_key is not None:
             key = await self.store.find_api_key(api_key)
@@ -262,12 +277,63 @@ class Engine:
                 raise NotFound("bot_not_found", "no such bot")
             if not user:
                 raise ProtocolError("missing_field", "'user' is required with 'api_key'")
+            await self.store.tenancy.touch_key(key)
             return Session(Identity(bot.tenant_id, "user", user), bot)
         if session_id is None:
             raise ProtocolError("missing_field", "'session_id' or 'api_key' is required")
         if with_defaults(bot.config)["privacy"] != "public":
             raise Forbidden("forbidden", "this bot is private: authenticate with an API key")
         return Session(Identity(bot.tenant_id, "session", session_id), bot)
+
+    async def open_envelope_session(
+        self, token: str, bot_ref: str | None = None, *, session_id: str | None = None
+    ) -> Session:
+        """A visitor vouched for by a signed context envelope (DECISIONS 4, 6).
+
+        The envelope's ``k`` (read unverified, only to pick the secret; absent: ``default``)
+        names the tenant whose signing secret must verify it; an unknown tenant fails as
+        ``envelope_tampered``, like a bad signature (no existence oracle). Its channel ``c``
+        is the bot's slug in that tenant; ``bot_ref``, when given, must name that same bot
+        (``envelope_channel`` otherwise, checked after the expiry as the format says). The
+        identity is ``user:<u>`` of the tenant: the same user owns the same conversations
+        from any device and any transport. A guest envelope (``u`` null) needs a
+        ``session_id`` too, which then owns the conversations (``envelope_anonymous``
+        without one).
+        """
+        tenant_id = envelopes.unverified_tenant(token) or DEFAULT_TENANT
+        secret = await self.store.signing_secret(tenant_id) if len(tenant_id) <= 64 else None
+        channel = None if bot_ref is None else await self._channel_of(tenant_id, bot_ref)
+        envelope = envelopes.verify(
+            token, _NO_SECRET if secret is None else secret, channel=channel
+        )
+        bot = await self.store.get_bot(tenant_id, envelope.channel)
+        if bot is None:
+            raise NotFound("bot_not_found", "no such bot")
+        if envelope.user is not None:
+            if not 1 <= len(envelope.user) <= envelopes.MAX_USER_CHARS:
+                raise EnvelopeInvalid(
+                    f"the envelope's 'u' must be 1..{envelopes.MAX_USER_CHARS} characters"
+                )
+            identity = Identity(tenant_id, "user", envelope.user)
+        elif session_id is not None:
+            identity = Identity(tenant_id, "session", session_id)
+        else:
+            raise ProtocolError(
+                "envelope_anonymous",
+                "this envelope names no user ('u' is null): send 'session_id' with it",
+            )
+        return Session(identity, bot, envelope)
+
+    async def _channel_of(self, tenant_id: str, bot_ref: str) -> str:
+        """The channel (slug in ``tenant_id``) that a hello's ``bot`` names; a bot of another
+        tenant, or no bot, gives a string no channel equals."""
+        if is_uuid(bot_ref):
+            bot = await self.store.get_bot_by_uuid(bot_ref.lower())
+            return bot.slug if bot is not None and bot.tenant_id == tenant_id else "/"
+        tenant, slash, slug = bot_ref.rpartition("/")
+        if slash:
+            return slug if tenant == tenant_id else "/"
+        return bot_ref
 
     async def session_for_conversation(
         self,
@@ -276,8 +342,19 @@ class Engine:
         session_id: str | None = None,
         api_key: str | None = None,
         user: str | None = None,
+        signed_context: str | None = None,
     ) -> Session:
-        """Authenticate for an existing conversation's bot (HTTP reads carry no ``bot``)."""
+        """Authenticate for an existing conversation's bot (HTTP reads carry no ``bot``).
+
+        A ``signed_context`` is verified before the conversation is looked up, and its
+        channel must be the conversation's bot.
+        """
+        if signed_context is not None:
+            session = await self.open_session(
+                None, session_id=session_id, api_key=api_key, signed_context=signed_context
+            )
+            await self.conversation_for(session, conversation_id)
+            return session
         conversation = await self._conversation(conversation_id)
         try:
             return await self.open_session(
@@ -345,6 +422,7 @@ class Engine:
             and asks_for_human(content)
         )
         run_id = new_id()
+        envelope = session.envelope
         stored = await self.store.add_user_message(
             tenant_id=identity.tenant,
             owner=identity.key,
@@ -354,6 +432,7 @@ class Engine:
             client_id=client_id,
             run_id=None if wants_human else run_id,
             node=self.node_id,
+            meta=envelope_meta(envelope) if envelope is not None else None,
             queue_limit=self.settings.queue_limit,
         )
         message = stored.message
@@ -531,3 +610,20 @@ class Engine:
             active_run,
             pending.to_wire() if pending is not None else None,
         )
+
+
+def envelope_meta(envelope: Envelope) -> dict[str, Any]:
+    """What a message sent under an envelope keeps (``Message.meta``): ``route_name`` and
+    ``context_hash`` (DECISIONS 4), and for its run, on whichever node it runs: the page
+    ``context``, the ``prompt`` and the tool allowlist ``tools``."""
+    meta: dict[str, Any] = {
+        "route_name": envelope.route,
+        "context_hash": envelope.context_hash,
+    }
+    if envelope.context:
+        meta["context"] = envelope.context
+    if envelope.prompt:
+        meta["prompt"] = envelope.prompt
+    if envelope.tools is not None:
+        meta["tools"] = list(envelope.tools)
+    return meta

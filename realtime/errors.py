@@ -5,6 +5,9 @@
     RealtimeError                 code, message, retryable, status
     ├── ProtocolError             the client sent something malformed        (400)
     ├── AuthError                 not authenticated / not allowed            (401, 403)
+    │   └── Forbidden                                                        (403)
+    │       └── EnvelopeError     a refused signed context (realtime.envelopes): malformed,
+    │                             tampered, invalid, version, expired, channel
     ├── NotFound                  unknown, or not yours (no existence oracle) (404)
     ├── Conflict                  a valid request the current state refuses (409)
     ├── RateLimited               too many requests; retry later             (429)

@@ -19,6 +19,7 @@ from realtime.errors import ProtocolError
 PROTOCOL_VERSION = 1
 MAX_ID_CHARS = 128
 MAX_SESSION_CHARS = 256
+MAX_SIGNED_CONTEXT_CHARS = 32768  # realtime.envelopes.MAX_TOKEN_CHARS
 
 ClientId = str | int | None
 
@@ -33,11 +34,12 @@ class Resume:
 @dataclass(frozen=True, slots=True)
 class Hello:
     id: ClientId
-    bot: str
+    bot: str | None  # required, except with ``signed_context`` (its channel names the bot)
     session_id: str | None = None
     api_key: str | None = None
     user: str | None = None
     resume: Resume | None = None
+    signed_context: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,13 +204,17 @@ def _hello(obj: dict[str, Any], client_id: ClientId) -> Hello:
             after_seq=seq_field(raw, "after_seq", required=True),
             epoch=seq_field(raw, "epoch", required=False),
         )
+    signed_context = string_field(
+        obj, "signed_context", max_len=MAX_SIGNED_CONTEXT_CHARS, required=False
+    )
     return Hello(
         id=client_id,
-        bot=string_field(obj, "bot", max_len=120),
+        bot=string_field(obj, "bot", max_len=120, required=signed_context is None),
         session_id=string_field(obj, "session_id", max_len=MAX_SESSION_CHARS, required=False),
         api_key=string_field(obj, "api_key", max_len=200, required=False),
         user=string_field(obj, "user", max_len=MAX_SESSION_CHARS, required=False),
         resume=resume,
+        signed_context=signed_context,
     )
 
 

@@ -400,6 +400,8 @@ class RunManager:
         history = await self._store.history_for(turn.message, self._settings.history_messages)
         has_knowledge = await self._store.knowledge.has_knowledge(bot.uuid)
         threshold = config.get("citation_threshold")
+        meta = turn.message.meta  # what the envelope the message came with says (engine)
+        tools = meta.get("tools")
         inp = RunInput(
             bot_uuid=bot.uuid,
             config=config,
@@ -409,6 +411,9 @@ class RunManager:
             has_knowledge=has_knowledge,
             threshold=self._settings.citation_threshold if threshold is None else threshold,
             data=await self.data_source(config),
+            page_context=meta.get("context"),
+            prompt=meta.get("prompt"),
+            allowed_tools=tuple(tools) if isinstance(tools, list) else None,
         )
         resolution = turn.resolution
         if resolution is None:

@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import orjson
+
 from realtime import events
 from realtime.agent.offline import split_tokens
 from realtime.agent.provider import (
@@ -131,6 +133,10 @@ class RunInput:
     has_knowledge: bool
     threshold: float
     data: DataSource | None = None
+    # From the signed context envelope the user message was sent under (DECISIONS 4):
+    page_context: dict[str, Any] | None = None  # ``p``, shown to the model
+    prompt: str | None = None  # ``pr``, added to the bot's instructions
+    allowed_tools: tuple[str, ...] | None = None  # ``t``: None, every tool of the bot
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,6 +386,8 @@ def _enabled(inp: RunInput) -> list[str]:
             if not inp.data.schema.allows(action):
                 continue
         enabled.append(name)
+    if inp.allowed_tools is not None:  # the envelope's allowlist narrows the bot's tools
+        enabled = [n for n in enabled if n == "request_handoff" or n in inp.allowed_tools]
     return enabled
 
 
@@ -409,6 +417,11 @@ def _tool_message(call_id: str, content: str) -> dict[str, Any]:
 
 def _messages(inp: RunInput, passages: Sequence[Passage]) -> list[dict[str, Any]]:
     system = inp.config.get("instructions") or ""
+    if inp.prompt:
+        system = f"{system}\n\n{inp.prompt}" if system else inp.prompt
+    if inp.page_context:
+        page = orjson.dumps(inp.page_context, option=orjson.OPT_SORT_KEYS).decode()
+        system += "\n\nThe page the user is on, as the site describes it (JSON):\n" + page
     if inp.data is not None and inp.data.schema.tables:
         system += (
             "\n\nYou can work on the company's database with the data tools. Its tables "

@@ -23,8 +23,12 @@ def iso(dt: datetime | None) -> str | None:
 class Tenant:
     id: str
     name: str
-    signing_secret: str
+    signing_secret: str = field(repr=False)  # signs context envelopes; never on the wire
     created_at: datetime
+
+    def to_wire(self) -> dict[str, Any]:
+        """Without the signing secret: it never leaves the server."""
+        return {"id": self.id, "name": self.name, "created_at": iso(self.created_at)}
 
 
 @dataclass(frozen=True, slots=True)

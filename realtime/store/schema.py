@@ -227,3 +227,15 @@ agent_tokens = Table(
 )
 
 CONVERSATION_COLUMNS = [c for c in conversations.c if c.name != "seq_hwm"]
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("events", JSON, nullable=False),
+    Column("secret", String(200), nullable=False),  # signs deliveries: kept, never shown
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_webhooks_tenant", "tenant_id"),
+)

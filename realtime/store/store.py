@@ -55,6 +55,7 @@ from realtime.store.schema import (
     server_settings,
     tenants,
 )
+from realtime.store.tenancy import TenancyStore
 from realtime.types import new_id
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
@@ -105,6 +106,7 @@ class Store:
         self.handoff = HandoffStore(self)
         self.confirmations = ConfirmationStore(self)
         self.knowledge = KnowledgeStore(self)
+        self.tenancy = TenancyStore(self)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -207,6 +209,16 @@ class Store:
         async with self.read() as conn:
             row = (await conn.execute(select(tenants).where(tenants.c.id == tenant_id))).first()
         return Tenant(**row._mapping) if row else None
+
+    async def signing_secret(self, tenant_id: str) -> str | None:
+        """The secret that signs the tenant's context envelopes (generated with the tenant;
+        no API returns it), or None when there is no such tenant."""
+        async with self.read() as conn:
+            row = await conn.execute(
+                select(tenants.c.signing_secret).where(tenants.c.id == tenant_id)
+            )
+            secret: str | None = row.scalar_one_or_none()
+            return secret
 
     async def create_api_key(
         self, tenant_id: str, name: str, scope: str, bot_uuid: str | None = None

@@ -16,6 +16,7 @@ from starlette.routing import Route
 from realtime.admin import Admin
 from realtime.errors import RealtimeError
 from realtime.transport.http import JSON, bearer, error_response, json_body
+from realtime.transport.openapi import ADMIN_OPENAPI
 
 Handler = Callable[[Admin, Request, dict[str, Any]], Awaitable[Response]]
 
@@ -37,12 +38,52 @@ def _route(handler: Handler, *, body: bool = False) -> Callable[[Request], Await
 
 async def create_tenant(admin: Admin, request: Request, body: dict[str, Any]) -> Response:
     tenant = await admin.create_tenant(body)
-    return JSON({"id": tenant.id, "name": tenant.name}, status_code=201)
+    return JSON(tenant.to_wire(), status_code=201)
 
 
 async def create_key(admin: Admin, request: Request, body: dict[str, Any]) -> Response:
     key, raw = await admin.create_key(request.path_params["tenant"], body)
     return JSON({**key.to_wire(), "key": raw}, status_code=201)
+
+
+async def list_tenants(admin: Admin, request: Request, body: dict[str, Any]) -> Response:
+    tenants = await admin.store.tenancy.list_tenants()
+    return JSON({"tenants": [t.to_wire() for t in tenants]})
+
+
+async def get_tenant(admin: Admin, request: Request, body: dict[str, Any]) -> Response:
+    return JSON((await admin.tenant(request.path_params["tenant"])).to_wire())
+
+
+async def list_keys(admin: Admin, request: Request, body: dict[str, Any]) -> Response:
+    keys = await admin.list_keys(request.path_params["tenant"])
+    return JSON({"keys": [k.to_wire() for k in keys]})
+
+
+async def revoke_key(admin: Admin, request: Request, body: dict[str, Any]) -> Response:
+    p = request.path_params
+    return JSON((await admin.revoke_key(p["tenant"], p["key_id"])).to_wire())
+
+
+async def add_webhook(admin: Admin, request: Request, body: dict[str, Any]) -> Response:
+    hook = await admin.add_webhook(request.path_params["tenant"], body)
+    return JSON(hook.to_wire(), status_code=201)
+
+
+async def list_webhooks(admin: Admin, request: Request, body: dict[str, Any]) -> Response:
+    hooks = await admin.list_webhooks(request.path_params["tenant"])
+    return JSON({"webhooks": [h.to_wire() for h in hooks]})
+
+
+async def delete_webhook(admin: Admin, request: Request, body: dict[str, Any]) -> Response:
+    p = request.path_params
+    await admin.delete_webhook(p["tenant"], p["webhook_id"])
+    return Response(status_code=204)
+
+
+async def openapi(request: Request) -> Response:
+    """The admin API described (OpenAPI 3.1); public, like any API's documentation."""
+    return JSON(ADMIN_OPENAPI)
 
 
 async def create_bot(admin: Admin, request: Request, body: dict[str, Any]) -> Response:
@@ -94,6 +135,11 @@ async def create_agent(admin: Admin, request: Request, body: dict[str, Any]) -> 
     return JSON(agent.to_wire(), status_code=201)
 
 
+async def mint_envelope(admin: Admin, request: Request, body: dict[str, Any]) -> Response:
+    minted = await admin.mint_envelope(request.path_params["tenant"], body)
+    return JSON(minted, status_code=201)
+
+
 async def list_agents(admin: Admin, request: Request, body: dict[str, Any]) -> Response:
     tenant = await admin.tenant(request.path_params["tenant"])
     agents = await admin.store.handoff.list_agents(tenant.id)
@@ -102,9 +148,20 @@ async def list_agents(admin: Admin, request: Request, body: dict[str, Any]) -> R
 
 BOT = "/admin/v1/tenants/{tenant}/bots/{bot_id}"
 
+TENANT = "/admin/v1/tenants/{tenant}"
+
 routes = [
+    Route("/admin/v1/openapi.json", openapi, methods=["GET"]),
     Route("/admin/v1/tenants", _route(create_tenant, body=True), methods=["POST"]),
-    Route("/admin/v1/tenants/{tenant}/keys", _route(create_key, body=True), methods=["POST"]),
+    Route("/admin/v1/tenants", _route(list_tenants), methods=["GET"]),
+    Route(TENANT, _route(get_tenant), methods=["GET"]),
+    Route(TENANT + "/keys", _route(create_key, body=True), methods=["POST"]),
+    Route(TENANT + "/keys", _route(list_keys), methods=["GET"]),
+    Route(TENANT + "/keys/{key_id}", _route(revoke_key), methods=["DELETE"]),
+    Route(TENANT + "/webhooks", _route(add_webhook, body=True), methods=["POST"]),
+    Route(TENANT + "/webhooks", _route(list_webhooks), methods=["GET"]),
+    Route(TENANT + "/webhooks/{webhook_id}", _route(delete_webhook), methods=["DELETE"]),
+    Route(TENANT + "/envelopes", _route(mint_envelope, body=True), methods=["POST"]),
     Route("/admin/v1/tenants/{tenant}/agents", _route(create_agent, body=True), methods=["POST"]),
     Route("/admin/v1/tenants/{tenant}/agents", _route(list_agents), methods=["GET"]),
     Route("/admin/v1/tenants/{tenant}/bots", _route(create_bot, body=True), methods=["POST"]),

@@ -6,10 +6,12 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from realtime.transport import admin, http
 from realtime.transport.console import console_endpoint
+from realtime.transport.security import SecurityHeaders
 from realtime.transport.ws import visitor_endpoint
 
 Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
@@ -34,7 +36,11 @@ def core_routes() -> list[BaseRoute]:
 
 def asgi_app(lifespan: Lifespan, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
     """The app over ``lifespan``, which must set ``app.state.engine``, ``.admin``, ``.started``."""
-    return Starlette(routes=[*core_routes(), *extra_routes], lifespan=lifespan)
+    return Starlette(
+        routes=[*core_routes(), *extra_routes],
+        lifespan=lifespan,
+        middleware=[Middleware(SecurityHeaders)],
+    )
 
 
 __all__ = ["asgi_app", "core_routes"]

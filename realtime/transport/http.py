@@ -89,21 +89,25 @@ async def metrics(request: Request) -> Response:
 async def conversation_messages(request: Request) -> Response:
     """``GET /realtime/v1/conversations/{id}/messages``: history and the resume cursor.
 
-    Authenticated like ``hello``: ``?session_id=`` for public bots, or an API key
-    (``Authorization: Bearer`` / ``x-api-key``) with ``?user=``.
+    Authenticated like ``hello``: ``?session_id=`` for public bots, an API key
+    (``Authorization: Bearer`` / ``x-api-key``) with ``?user=``, or ``?signed_context=``.
     """
     engine: Engine = request.app.state.engine
     conversation_id = request.path_params["conversation_id"]
     params = request.query_params
     try:
         key = bearer(request)
-        if key is None and not params.get("session_id"):
-            raise ProtocolError("missing_field", "'session_id' or an API key is required")
+        signed_context = params.get("signed_context")
+        if key is None and not params.get("session_id") and not signed_context:
+            raise ProtocolError(
+                "missing_field", "'session_id', 'signed_context' or an API key is required"
+            )
         session = await engine.session_for_conversation(
             conversation_id,
             session_id=params.get("session_id"),
             api_key=key,
             user=params.get("user"),
+            signed_context=signed_context or None,
         )
         history = await engine.history(session, conversation_id)
     except RealtimeError as exc:

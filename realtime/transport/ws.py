@@ -70,7 +70,11 @@ class VisitorConnection(Connection):
         if self.session is not None:
             raise RealtimeError("already_authenticated", "'hello' was already accepted")
         session = await self.engine.open_session(
-            hello.bot, session_id=hello.session_id, api_key=hello.api_key, user=hello.user
+            hello.bot,
+            session_id=hello.session_id,
+            api_key=hello.api_key,
+            user=hello.user,
+            signed_context=hello.signed_context,
         )
         if hello.resume is not None:  # check before welcoming, so a bad resume is one error
             await self.engine.conversation_for(session, hello.resume.conversation_id)
@@ -104,6 +108,8 @@ class VisitorConnection(Connection):
             ),
             "contact_form_enabled": config["contact_form_enabled"],
         }
+        if session.envelope is not None and session.envelope.greeting is not None:
+            bot["welcome_message"] = session.envelope.greeting  # the page's own greeting (g)
         identity = session.identity
         return {
             "protocol": protocol.PROTOCOL_VERSION,

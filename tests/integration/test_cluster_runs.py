@@ -271,3 +271,43 @@ async def test_a_forgotten_lease_is_taken_back_and_the_run_is_not_taken_over(
     assert held == b"node-a"
     assert ended["type"] == "run.completed", ended
     assert ended["message"]["content"] == words
+
+
+async def test_a_burst_across_two_nodes_gets_exactly_the_rate_limit(
+    tmp_path: Path, redis_prefix: str, database_url: str
+) -> None:
+    """The per-session message limit is one GCRA bucket in Redis: 30 messages racing through
+    two nodes, 10 a minute allowed, exactly 10 are stored."""
+    settings = make_settings(
+        tmp_path, database_url=database_url, messages_per_minute=10, queue_limit=100
+    )
+    async with two_nodes(settings, redis_prefix) as (a, b):
+        async with ws_client(a) as on_a, ws_client(b) as on_b:
+            await on_a.hello(session_id="burst")
+            await on_b.hello(session_id="burst")
+            await on_a.send(type="message.send", id="first", content="What is an epoch?")
+            cid = (await on_a.recv_until("ack"))[-1]["conversation_id"]
+            sends = [
+                client.send(
+                    type="message.send", id=f"m{i}", content=f"again {i}", conversation_id=cid
+                )
+                for i in range(30)
+                for client in ((on_a, on_b)[i % 2],)
+            ]
+            await asyncio.gather(*sends)
+            answers: dict[str, dict[str, Any]] = {}
+            for client in (on_a, on_b):
+                while len([k for k in answers if int(k[1:]) % 2 == (client is on_b)]) < 15:
+                    frame = await client.recv(wait=15)
+                    if frame.get("id", "").startswith("m") and frame["type"] in ("ack", "error"):
+                        answers[frame["id"]] = frame
+        async with a.http() as http:
+            url = f"/realtime/v1/conversations/{cid}/messages"
+            history = (await http.get(url, params={"session_id": "burst"})).json()
+    accepted = [k for k, f in answers.items() if f["type"] == "ack"]
+    refused = [f for f in answers.values() if f["type"] == "error"]
+    assert len(accepted) == 9, answers  # the first message took one of the 10
+    assert {f["code"] for f in refused} == {"rate_limited"}
+    assert all(f["retry_after"] > 0 for f in refused)
+    users = [m for m in history["messages"] if m["role"] == "user"]
+    assert len(users) == 10
