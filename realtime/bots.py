@@ -7,9 +7,10 @@ Names equal the ChatbotIQ config keys where one exists (``welcome_message``,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from realtime.agent.tools import DATA_TOOL_NAMES
 from realtime.data.source import validate_data_source
@@ -159,6 +160,44 @@ def validate_settings(values: Mapping[str, Any], *, partial: bool) -> dict[str, 
 def with_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
     """A stored config with defaults for settings added after it was written."""
     return {**{k: _copy(f.default) for k, f in FIELDS.items()}, **config}
+
+
+def origin_allowed(origin: str, allowed: Sequence[str]) -> bool:
+    """Whether a browser ``Origin`` may use a bot whose ``allowed_origins`` is ``allowed``.
+
+    An empty list allows every origin; ``*`` too. An entry is an origin
+    (``https://shop.example.com``, default ports optional) or a wildcard for subdomains
+    (``https://*.example.com``: ``https://a.example.com``, not ``https://example.com``).
+    Scheme and host compare without case; paths and trailing slashes are ignored.
+    """
+    if not allowed or "*" in allowed:
+        return True
+    seen = _origin_key(origin)
+    if seen is None:
+        return False
+    scheme, host, port = seen
+    for entry in allowed:
+        wanted = _origin_key(entry.replace("*.", "wildcard.", 1))
+        if wanted is None or (wanted[0], wanted[2]) != (scheme, port):
+            continue
+        if entry.split("//", 1)[-1].startswith("*."):
+            suffix = wanted[1].removeprefix("wildcard")
+            if host.endswith(suffix) and len(host) > len(suffix):
+                return True
+        elif wanted[1] == host:
+            return True
+    return False
+
+
+def _origin_key(origin: str) -> tuple[str, str, int] | None:
+    try:
+        parts = urlsplit(origin.strip().lower())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
 def check_slug(slug: Any) -> str:

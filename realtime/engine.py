@@ -28,7 +28,7 @@ from realtime.agent.loop import Agent
 from realtime.agent.offline import OfflineProvider
 from realtime.agent.provider import Provider
 from realtime.agent.tools import ToolRegistry, default_registry
-from realtime.bots import with_defaults
+from realtime.bots import origin_allowed, with_defaults
 from realtime.broker.base import Broker
 from realtime.broker.coordination import Coordination, MemoryCoordination
 from realtime.config import Settings
@@ -334,6 +334,13 @@ class Engine:
         if slash:
             return slug if tenant == tenant_id else "/"
         return bot_ref
+
+    def check_origin(self, session: Session, origin: str | None) -> None:
+        """A browser (it sends ``Origin``) may use the bot only from its ``allowed_origins``
+        (all, when the list is empty); clients that send no ``Origin`` are not browsers and
+        prove themselves otherwise (keys, envelopes)."""
+        if origin is not None and not origin_allowed(origin, session.config["allowed_origins"]):
+            raise Forbidden("origin_not_allowed", "this bot is not available from this site")
 
     async def session_for_conversation(
         self,

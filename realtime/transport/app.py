@@ -29,6 +29,11 @@ def core_routes() -> list[BaseRoute]:
             "/realtime/v1/conversations/{conversation_id}/messages",
             http.conversation_messages,
         ),
+        Route(
+            "/realtime/v1/conversations/{conversation_id}/messages",
+            http.conversation_messages_preflight,
+            methods=["OPTIONS"],
+        ),
         Route("/docs/{name}", http.docs),
         *admin.routes,
     ]

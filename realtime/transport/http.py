@@ -15,8 +15,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from realtime.bots import origin_allowed, with_defaults
 from realtime.engine import Engine
 from realtime.errors import NotFound, ProtocolError, RateLimited, RealtimeError
+from realtime.types import is_uuid
 
 VERSION = "0.1.0"
 
@@ -109,10 +111,44 @@ async def conversation_messages(request: Request) -> Response:
             user=params.get("user"),
             signed_context=signed_context or None,
         )
+        origin = request.headers.get("origin")
+        engine.check_origin(session, origin)
         history = await engine.history(session, conversation_id)
     except RealtimeError as exc:
         return error_response(exc)
-    return JSON(history.to_wire())
+    return JSON(history.to_wire(), headers=cors_headers(origin))
+
+
+async def conversation_messages_preflight(request: Request) -> Response:
+    """CORS preflight of the history read: allowed for the origins the conversation's bot
+    allows (any, when its list is empty)."""
+    engine: Engine = request.app.state.engine
+    origin = request.headers.get("origin")
+    conversation_id = request.path_params["conversation_id"]
+    conversation = (
+        await engine.store.get_conversation(conversation_id) if is_uuid(conversation_id) else None
+    )
+    bot = await engine.store.get_bot_by_uuid(conversation.bot_uuid) if conversation else None
+    if bot is None or origin is None:
+        return Response(status_code=404)
+    if not origin_allowed(origin, with_defaults(bot.config)["allowed_origins"]):
+        return Response(status_code=403)
+    return Response(status_code=204, headers={**cors_headers(origin), **CORS_PREFLIGHT})
+
+
+CORS_PREFLIGHT = {
+    "access-control-allow-methods": "GET, OPTIONS",
+    "access-control-allow-headers": "authorization, x-api-key",
+    "access-control-max-age": "600",
+}
+
+
+def cors_headers(origin: str | None) -> dict[str, str]:
+    """For a browser whose origin was allowed: it may read the answer (never credentials:
+    this API authenticates with ids and keys, not cookies)."""
+    if origin is None:
+        return {}
+    return {"access-control-allow-origin": origin, "vary": "Origin"}
 
 
 async def docs(request: Request) -> Response:

@@ -76,6 +76,7 @@ class VisitorConnection(Connection):
             user=hello.user,
             signed_context=hello.signed_context,
         )
+        self.engine.check_origin(session, self.ws.headers.get("origin"))
         if hello.resume is not None:  # check before welcoming, so a bad resume is one error
             await self.engine.conversation_for(session, hello.resume.conversation_id)
         self.session = session

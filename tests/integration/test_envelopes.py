@@ -316,7 +316,7 @@ async def test_the_page_context_and_prompt_reach_the_model_and_t_narrows_the_too
     system = request["messages"][0]
     assert system["role"] == "system"
     assert "Answer in one word." in system["content"]
-    assert '{"page": "atlas/france"}' in system["content"]
+    assert '{"page":"atlas/france"}' in system["content"]
     assert [tool["function"]["name"] for tool in request["tools"]] == ["search_knowledge"]
 
     async with ws_client(llm_server) as client:  # without an envelope: the bot's own tools
