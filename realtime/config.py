@@ -56,6 +56,7 @@ class Settings:
     send_queue_bytes: int = 1048576  # REALTIME_SEND_QUEUE_BYTES: per connection, then close 4008
     max_subscriptions: int = 32  # REALTIME_MAX_SUBSCRIPTIONS: conversations per connection
     messages_per_minute: int = 120  # REALTIME_MESSAGES_PER_MINUTE: per identity
+    connections_per_ip: int = 2000  # REALTIME_CONNECTIONS_PER_IP: WebSockets per node, 0: any
     # replay log
     replay_events: int = 4096  # REALTIME_REPLAY_EVENTS: events kept per conversation
     replay_idle_ttl: float = 3600.0  # REALTIME_REPLAY_IDLE_TTL: idle logs are dropped after

@@ -39,6 +39,7 @@ from realtime.errors import AuthError, Conflict, Forbidden, NotFound, ProtocolEr
 from realtime.events import Frame
 from realtime.handoff import Handoffs, asks_for_human, tenant_channel
 from realtime.knowledge.retrieval import Retriever
+from realtime.limits import ConnectionCounter
 from realtime.metrics import Metrics
 from realtime.runs import CANCEL, RunManager, Turn
 from realtime.store import Bot, Confirmation, Conversation, HumanAgent, Message, Store, iso
@@ -149,6 +150,8 @@ class Engine:
             max_tool_steps=settings.max_tool_steps,
         )
         self.data = DataSources()
+        # WebSockets open on this node per client address (the transports admit them).
+        self.connections = ConnectionCounter(settings.connections_per_ip)
         self.runs = RunManager(
             settings=settings,
             store=store,

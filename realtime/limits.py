@@ -1,4 +1,5 @@
-"""In-process rate limits: a token bucket per key (shared limits come with scale-out)."""
+"""In-process limits: a token bucket per key (the embedded coordination's rate limits), and
+open connections per client address."""
 
 from __future__ import annotations
 
@@ -35,3 +36,28 @@ class RateLimiter:
         for key, (tokens, updated) in list(self._buckets.items()):
             if tokens + (now - updated) * refill >= self.rate:
                 del self._buckets[key]
+
+
+class ConnectionCounter:
+    """Open connections per client address, at most ``limit`` each (0: no limit)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: dict[str, int] = {}
+
+    def admit(self, address: str) -> bool:
+        count = self._open.get(address, 0)
+        if self.limit and count >= self.limit:
+            return False
+        self._open[address] = count + 1
+        return True
+
+    def release(self, address: str) -> None:
+        count = self._open.get(address, 0) - 1
+        if count > 0:
+            self._open[address] = count
+        else:
+            self._open.pop(address, None)
+
+    def __len__(self) -> int:
+        return len(self._open)

@@ -33,6 +33,7 @@ log = logging.getLogger("realtime.transport")
 # Close codes (docs/protocol.md): 4000-4499 mean "reconnect and resume".
 CLOSE_HELLO_TIMEOUT = 4001
 CLOSE_SLOW_CONSUMER = 4008
+CLOSE_TRY_AGAIN = 1013  # too many connections from one address
 CLOSE_TIMEOUT = 10.0
 
 
@@ -75,6 +76,32 @@ class Connection:
     # -- the socket --------------------------------------------------------------------------
 
     async def serve(self) -> None:
+        address = self.ws.client.host if self.ws.client is not None else "unknown"
+        if not self.engine.connections.admit(address):
+            await self._refuse(address)
+            return
+        try:
+            await self._serve()
+        finally:
+            self.engine.connections.release(address)
+
+    async def _refuse(self, address: str) -> None:
+        """Over the per-address limit: say so, then close with 1013 (try again later)."""
+        log.warning("refused a WebSocket from %s: too many open", address)
+        self.metrics.ws_closes.labels("too_many_connections").inc()
+        await self.ws.accept()
+        limit = self.engine.connections.limit
+        frame = protocol.error_frame(
+            "too_many_connections",
+            f"over {limit} open connections from one address; try again later",
+            None,
+            retry_after=5,
+        )
+        with anyio.move_on_after(CLOSE_TIMEOUT), contextlib.suppress(Exception):
+            await self.ws.send_text(frame)
+            await self.ws.close(CLOSE_TRY_AGAIN, "too_many_connections")
+
+    async def _serve(self) -> None:
         await self.ws.accept()
         self.metrics.ws_connections.labels(self.endpoint).inc()
         self._writer = asyncio.create_task(self._write_forever())

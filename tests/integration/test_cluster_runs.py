@@ -247,9 +247,10 @@ async def test_a_forgotten_lease_is_taken_back_and_the_run_is_not_taken_over(
     next renewal, before the other node would believe it dead."""
     import redis.asyncio as redis
 
-    words = " ".join(f"w{i}" for i in range(80))
+    words = " ".join(f"w{i}" for i in range(150))
     fake_llm.add(None, [Text(words, delay=0.03)])
-    settings = llm_settings(tmp_path, fake_llm, database_url=database_url, run_lease_ttl=0.9)
+    ttl = 1.5  # renewed every 0.5 s
+    settings = llm_settings(tmp_path, fake_llm, database_url=database_url, run_lease_ttl=ttl)
     async with two_nodes(settings, redis_prefix) as (a, b):
         async with ws_client(a) as on_a:
             await on_a.hello()
@@ -258,17 +259,19 @@ async def test_a_forgotten_lease_is_taken_back_and_the_run_is_not_taken_over(
             await on_a.recv_until("run.token")
             lease = f"{redis_prefix}lease:conversation:{cid}"
             client = redis.Redis.from_url(REDIS_URL)
+            held = []
             try:
                 assert await client.get(lease) == b"node-a"
                 for _ in range(3):
-                    await client.delete(lease)
+                    await client.delete(lease)  # as a Redis restart would
                     await b.engine.runs.sweep()  # node B looks at once: the lease is free
-                    await asyncio.sleep(0.4)
-                held = await client.get(lease)
+                    await asyncio.sleep(ttl / 3 + 0.3)  # node A renews meanwhile
+                    held.append(await client.get(lease))
+                    await b.engine.runs.sweep()  # and node B sees it held again
             finally:
                 await client.aclose()
-            ended = (await on_a.recv_until(*TERMINAL))[-1]
-    assert held == b"node-a"
+            ended = (await on_a.recv_until(*TERMINAL, wait=20))[-1]
+    assert held == [b"node-a"] * 3
     assert ended["type"] == "run.completed", ended
     assert ended["message"]["content"] == words
 
