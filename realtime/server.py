@@ -103,6 +103,19 @@ def _announce_admin_key(key: str) -> None:
     )
 
 
+class RedactQueries(logging.Filter):
+    """Drop query strings from uvicorn's access log lines: they carry credentials
+    (``?signed_context=``, ``?session_id=``) that must not reach a log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            path, _, query = args[2].partition("?")
+            if query:
+                record.args = (args[0], args[1], f"{path}?[redacted]", *args[3:])
+        return True
+
+
 def raise_open_file_limit() -> None:
     """Every connection is a file descriptor: take the hard limit (DECISIONS 25)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -121,6 +134,7 @@ def serve(settings: Settings) -> None:
     )
     if settings.log_level.lower() != "debug":
         logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per plugin otherwise
+    logging.getLogger("uvicorn.access").addFilter(RedactQueries())
     uvicorn.run(
         create_app(settings),
         host=settings.host,
