@@ -257,14 +257,42 @@ class Engine:
         api_key: str | None = None,
         user: str | None = None,
         signed_context: str | None = None,
+        origin: str | None = None,
     ) -> Session:
         """Authenticate a visitor for a bot (DECISIONS 6).
 
         ``session_id`` alone works for public bots; ``api_key`` + ``user`` for any bot of the
         key's tenant (and of the key's bot, when the key is bound to one); a
         ``signed_context`` for the bot it names, public or private
-        (:meth:`open_envelope_session`).
+        (:meth:`open_envelope_session`). A browser's ``origin`` must be one the bot allows
+        (``origin_not_allowed``): every transport that opens a session gets the check.
         """
+        session = await self._open_session(
+            bot_ref,
+            session_id=session_id,
+            api_key=api_key,
+            user=user,
+            signed_context=signed_context,
+        )
+        if origin is not None and not self.origin_allowed(session.bot, origin):
+            raise Forbidden("origin_not_allowed", "this bot is not available from this site")
+        return session
+
+    def origin_allowed(self, bot: Bot, origin: str) -> bool:
+        """A browser (it sends ``Origin``) may use the bot only from its ``allowed_origins``
+        (all, when the list is empty); clients that send no ``Origin`` are not browsers and
+        prove themselves otherwise (keys, envelopes)."""
+        return origin_allowed(origin, with_defaults(bot.config)["allowed_origins"])
+
+    async def _open_session(
+        self,
+        bot_ref: str | None,
+        *,
+        session_id: str | None,
+        api_key: str | None,
+        user: str | None,
+        signed_context: str | None,
+    ) -> Session:
         if signed_context is not None:
             if api_key is not None:
                 raise ProtocolError("invalid_field", "send 'signed_context' or 'api_key', not both")
@@ -338,13 +366,6 @@ class Engine:
             return slug if tenant == tenant_id else "/"
         return bot_ref
 
-    def check_origin(self, session: Session, origin: str | None) -> None:
-        """A browser (it sends ``Origin``) may use the bot only from its ``allowed_origins``
-        (all, when the list is empty); clients that send no ``Origin`` are not browsers and
-        prove themselves otherwise (keys, envelopes)."""
-        if origin is not None and not origin_allowed(origin, session.config["allowed_origins"]):
-            raise Forbidden("origin_not_allowed", "this bot is not available from this site")
-
     async def session_for_conversation(
         self,
         conversation_id: str,
@@ -353,6 +374,7 @@ class Engine:
         api_key: str | None = None,
         user: str | None = None,
         signed_context: str | None = None,
+        origin: str | None = None,
     ) -> Session:
         """Authenticate for an existing conversation's bot (HTTP reads carry no ``bot``).
 
@@ -361,14 +383,22 @@ class Engine:
         """
         if signed_context is not None:
             session = await self.open_session(
-                None, session_id=session_id, api_key=api_key, signed_context=signed_context
+                None,
+                session_id=session_id,
+                api_key=api_key,
+                signed_context=signed_context,
+                origin=origin,
             )
             await self.conversation_for(session, conversation_id)
             return session
         conversation = await self._conversation(conversation_id)
         try:
             return await self.open_session(
-                conversation.bot_uuid, session_id=session_id, api_key=api_key, user=user
+                conversation.bot_uuid,
+                session_id=session_id,
+                api_key=api_key,
+                user=user,
+                origin=origin,
             )
         except NotFound:
             raise NotFound("conversation_not_found", "no such conversation") from None

@@ -15,7 +15,6 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from realtime.bots import origin_allowed, with_defaults
 from realtime.engine import Engine
 from realtime.errors import NotFound, ProtocolError, RateLimited, RealtimeError
 from realtime.types import is_uuid
@@ -97,6 +96,7 @@ async def conversation_messages(request: Request) -> Response:
     engine: Engine = request.app.state.engine
     conversation_id = request.path_params["conversation_id"]
     params = request.query_params
+    origin = request.headers.get("origin")
     try:
         key = bearer(request)
         signed_context = params.get("signed_context")
@@ -110,9 +110,8 @@ async def conversation_messages(request: Request) -> Response:
             api_key=key,
             user=params.get("user"),
             signed_context=signed_context or None,
+            origin=origin,
         )
-        origin = request.headers.get("origin")
-        engine.check_origin(session, origin)
         history = await engine.history(session, conversation_id)
     except RealtimeError as exc:
         return error_response(exc)
@@ -131,7 +130,7 @@ async def conversation_messages_preflight(request: Request) -> Response:
     bot = await engine.store.get_bot_by_uuid(conversation.bot_uuid) if conversation else None
     if bot is None or origin is None:
         return Response(status_code=404)
-    if not origin_allowed(origin, with_defaults(bot.config)["allowed_origins"]):
+    if not engine.origin_allowed(bot, origin):
         return Response(status_code=403)
     return Response(status_code=204, headers={**cors_headers(origin), **CORS_PREFLIGHT})
 

@@ -75,8 +75,8 @@ class VisitorConnection(Connection):
             api_key=hello.api_key,
             user=hello.user,
             signed_context=hello.signed_context,
+            origin=self.ws.headers.get("origin"),
         )
-        self.engine.check_origin(session, self.ws.headers.get("origin"))
         if hello.resume is not None:  # check before welcoming, so a bad resume is one error
             await self.engine.conversation_for(session, hello.resume.conversation_id)
         self.session = session
