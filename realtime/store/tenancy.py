@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 
 from realtime.store.records import ApiKey, Tenant, iso, utcnow
 from realtime.store.schema import api_keys, tenants, webhooks
@@ -136,7 +136,11 @@ class TenancyStore:
             return [Webhook(**row._mapping) for row in rows]
 
     async def count_webhooks(self, tenant_id: str) -> int:
-        return len(await self.list_webhooks(tenant_id))
+        async with self.read() as conn:
+            query = select(func.count()).select_from(webhooks)
+            return int(
+                (await conn.execute(query.where(webhooks.c.tenant_id == tenant_id))).scalar_one()
+            )
 
     async def delete_webhook(self, tenant_id: str, webhook_id: str) -> bool:
         async with self.write() as conn:
