@@ -320,3 +320,41 @@ async def test_a_burst_across_two_nodes_gets_exactly_the_rate_limit(
     assert all(f["retry_after"] > 0 for f in refused)
     users = [m for m in history["messages"] if m["role"] == "user"]
     assert len(users) == 10
+
+
+async def test_a_holder_whose_run_was_ended_elsewhere_stops_without_a_second_end(
+    tmp_path: Path, redis_prefix: str, fake_llm: FakeOpenAI, database_url: str
+) -> None:
+    """Node B believed node A lost (its lease was gone), took the lease and ended A's run as
+    node_lost: A, at its next renewal, finds the lease taken and its run ended, and stops the
+    run without publishing an end of its own."""
+    from realtime.runs import lease_name
+
+    words = " ".join(f"w{i}" for i in range(150))
+    fake_llm.add(None, [Text(words, delay=0.03)])
+    settings = llm_settings(tmp_path, fake_llm, database_url=database_url, run_lease_ttl=0.9)
+    async with two_nodes(settings, redis_prefix) as (a, b):
+        async with ws_client(a) as on_a:
+            await on_a.hello()
+            await on_a.send(type="message.send", id="0", content="talk")
+            cid = (await on_a.recv())["conversation_id"]
+            rid = (await on_a.recv_until("run.started"))[-1]["run_id"]
+            first = await on_a.recv_until("run.token")
+            lease = lease_name(cid)
+            await b.engine.coordination.release(lease, "node-a")  # as a restart loses it
+            assert await b.engine.coordination.acquire(lease, "node-b", 30)
+            run = await b.engine.store.get_run(rid)
+            assert run is not None
+            assert await b.engine.runs._end_lost(run, "node_lost", "the node went away")
+            frames = await on_a.recv_until(*TERMINAL)
+            later: list[dict[str, Any]] = []
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    later.append(await on_a.recv(wait=1.5))
+            assert a.engine.runs.active(cid) is None  # A stopped it
+            stored = await a.engine.store.get_run(rid)
+    assert frames[-1]["type"] == "run.failed" and frames[-1]["code"] == "node_lost"
+    assert not [f for f in later if f["type"] in TERMINAL], later
+    streamed = text_of(first + frames + later)
+    assert words.startswith(streamed) and len(streamed) < len(words) // 2  # A stopped early
+    assert stored is not None and (stored.status, stored.error_code) == ("failed", "node_lost")
