@@ -10,12 +10,13 @@ import asyncio
 import hmac
 import re
 import secrets
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from realtime import envelopes
 from realtime.bots import check_slug, validate_settings, with_defaults
-from realtime.errors import AuthError, Conflict, NotFound, ProtocolError
+from realtime.errors import AuthError, Conflict, Forbidden, NotFound, ProtocolError
 from realtime.knowledge.ingest import add_source
 from realtime.store import ApiKey, Bot, HumanAgent, Source, Store, Tenant, hash_secret
 from realtime.store.handoff import hash_password
@@ -34,6 +35,22 @@ WEBHOOK_EVENTS = (
 MAX_WEBHOOKS = 10
 _TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{1,62}$")
 _EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller of the admin API: ``tenant`` None is the server's admin key."""
+
+    tenant: str | None
+
+    def check_tenant(self, tenant_id: str) -> None:
+        """Another tenant's things do not exist for a tenant's key (404, no oracle)."""
+        if self.tenant is not None and self.tenant != tenant_id:
+            raise NotFound("tenant_not_found", "no such tenant")
+
+    def check_server(self) -> None:
+        if self.tenant is not None:
+            raise Forbidden("forbidden", "this needs the server's admin key")
 
 
 class Admin:
@@ -60,6 +77,22 @@ class Admin:
         stored = await self.store.get_setting(ADMIN_KEY_SETTING)
         if not raw or not stored or not hmac.compare_digest(hash_secret(raw), stored):
             raise AuthError("unauthorized", "a valid admin key is required")
+
+    async def authenticate(self, raw: str | None) -> Principal:
+        """Who calls the admin API: the server's admin key (every tenant), or a tenant's
+        ``full`` API key not bound to a bot (its own tenant only). A ``chat`` key (made to
+        sit in public pages) or a bot-bound key is refused with ``key_scope`` (403)."""
+        if raw and raw.startswith("rtk_"):
+            key = await self.store.find_api_key(raw)
+            if key is not None:
+                if key.scope != "full" or key.bot_uuid is not None:
+                    raise Forbidden(
+                        "key_scope", "the admin API needs the admin key or a tenant's full key"
+                    )
+                await self.store.tenancy.touch_key(key)
+                return Principal(key.tenant_id)
+        await self.check_admin_key(raw)
+        return Principal(None)
 
     # -- tenants and keys ------------------------------------------------------------------
 

@@ -262,7 +262,8 @@ class Engine:
         """Authenticate a visitor for a bot (DECISIONS 6).
 
         ``session_id`` alone works for public bots; ``api_key`` + ``user`` for any bot of the
-        key's tenant (and of the key's bot, when the key is bound to one); a
+        key's tenant (and of the key's bot, when the key is bound to one) with a ``full``
+        key, ``api_key`` + ``session_id`` with a ``chat`` key; a
         ``signed_context`` for the bot it names, public or private
         (:meth:`open_envelope_session`). A browser's ``origin`` must be one the bot allows
         (``origin_not_allowed``): every transport that opens a session gets the check.
@@ -306,6 +307,18 @@ class Engine:
                 raise AuthError("unauthorized", "unknown or revoked API key")
             if key.tenant_id != bot.tenant_id or (key.bot_uuid and key.bot_uuid != bot.uuid):
                 raise NotFound("bot_not_found", "no such bot")
+            if key.scope != "full":
+                # A chat key sits in public pages: it opens its bot (even a private one) to
+                # anonymous sessions, and may never speak for a user (DECISIONS 3).
+                if user is not None:
+                    raise Forbidden(
+                        "key_scope",
+                        "a chat key cannot speak for a user: use a full key or a signed context",
+                    )
+                if session_id is None:
+                    raise ProtocolError("missing_field", "'session_id' is required with a chat key")
+                await self.store.tenancy.touch_key(key)
+                return Session(Identity(bot.tenant_id, "session", session_id), bot)
             if not user:
                 raise ProtocolError("missing_field", "'user' is required with 'api_key'")
             await self.store.tenancy.touch_key(key)

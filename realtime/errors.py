@@ -4,6 +4,7 @@
 
     RealtimeError                 code, message, retryable, status
     ├── ProtocolError             the client sent something malformed        (400)
+    │   └── PayloadTooLarge       a request body over its limit              (413)
     ├── AuthError                 not authenticated / not allowed            (401, 403)
     │   └── Forbidden                                                        (403)
     │       └── EnvelopeError     a refused signed context (realtime.envelopes): malformed,
@@ -52,6 +53,11 @@ class ProtocolError(RealtimeError):
 
     code = "invalid_request"
     status = 400
+
+
+class PayloadTooLarge(ProtocolError):
+    code = "body_too_large"
+    status = 413
 
 
 class AuthError(RealtimeError):

@@ -20,6 +20,8 @@ PROTOCOL_VERSION = 1
 MAX_ID_CHARS = 128
 MAX_SESSION_CHARS = 256
 MAX_SIGNED_CONTEXT_CHARS = 32768  # realtime.envelopes.MAX_TOKEN_CHARS
+MAX_JSON_DEPTH = 32  # nesting of objects and arrays in one frame or body
+MAX_JSON_VALUES = 2000  # values (keys, items) in one frame or body
 
 ClientId = str | int | None
 
@@ -135,6 +137,7 @@ def parse_command(
         raise _error("invalid_json", "the frame is not valid JSON", None) from None
     if not isinstance(obj, dict):
         raise _error("invalid_json", "the frame must be a JSON object", None)
+    check_shape(obj)
     client_id = obj.get("id")
     if client_id is not None and not _valid_id(client_id):
         raise _error(
@@ -153,6 +156,31 @@ def parse_command(
     except ProtocolError as exc:
         exc.id = client_id  # type: ignore[attr-defined]
         raise
+
+
+def check_shape(
+    value: Any, *, max_depth: int = MAX_JSON_DEPTH, max_values: int = MAX_JSON_VALUES
+) -> None:
+    """Refuse (``json_too_complex``) JSON nested deeper than ``max_depth`` or holding more
+    than ``max_values`` values: a small frame can still be costly to walk, store and echo.
+    Iterative, so the check itself cannot exhaust the stack."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    count = 0
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > max_depth:
+            raise _error("json_too_complex", f"JSON may nest at most {max_depth} levels deep", None)
+        count += len(children)
+        if count > max_values:
+            raise _error("json_too_complex", f"JSON may hold at most {max_values} values", None)
+        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return None
 
 
 def _error(code: str, message: str, client_id: ClientId) -> ProtocolError:

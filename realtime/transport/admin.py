@@ -1,4 +1,5 @@
-"""The admin HTTP API under ``/admin/v1`` (``Authorization: Bearer <admin key>``, JSON).
+"""The admin HTTP API under ``/admin/v1`` (``Authorization: Bearer <admin key>`` or a tenant's
+``full`` key for that tenant; JSON).
 
 Thin: each route reads its JSON, calls :class:`realtime.admin.Admin`, and writes the
 result; errors come back as ``{"error": {"code", "message"}}`` with their status.
@@ -21,11 +22,23 @@ from realtime.transport.openapi import ADMIN_OPENAPI
 Handler = Callable[[Admin, Request, dict[str, Any]], Awaitable[Response]]
 
 
-def _route(handler: Handler, *, body: bool = False) -> Callable[[Request], Awaitable[Response]]:
+def _route(
+    handler: Handler, *, body: bool = False, server: bool = False
+) -> Callable[[Request], Awaitable[Response]]:
+    """An admin route: the caller authenticated (:meth:`Admin.authenticate`), held to its
+    own tenant (``{tenant}`` of another is not found) or, for ``server`` routes, required to
+    hold the admin key; then the JSON body read."""
+
     async def endpoint(request: Request) -> Response:
         admin: Admin = request.app.state.admin
         try:
-            await admin.check_admin_key(bearer(request))
+            principal = await admin.authenticate(bearer(request))
+            request.state.principal = principal
+            if server:
+                principal.check_server()
+            tenant = request.path_params.get("tenant")
+            if tenant is not None:
+                principal.check_tenant(tenant)
             data: dict[str, Any] = {}
             if body:
                 data = await json_body(request)
@@ -47,7 +60,9 @@ async def create_key(admin: Admin, request: Request, body: dict[str, Any]) -> Re
 
 
 async def list_tenants(admin: Admin, request: Request, body: dict[str, Any]) -> Response:
-    tenants = await admin.store.tenancy.list_tenants()
+    """Every tenant for the admin key; a tenant's key sees its own."""
+    own = request.state.principal.tenant
+    tenants = [t for t in await admin.store.tenancy.list_tenants() if own in (None, t.id)]
     return JSON({"tenants": [t.to_wire() for t in tenants]})
 
 
@@ -152,7 +167,7 @@ TENANT = "/admin/v1/tenants/{tenant}"
 
 routes = [
     Route("/admin/v1/openapi.json", openapi, methods=["GET"]),
-    Route("/admin/v1/tenants", _route(create_tenant, body=True), methods=["POST"]),
+    Route("/admin/v1/tenants", _route(create_tenant, body=True, server=True), methods=["POST"]),
     Route("/admin/v1/tenants", _route(list_tenants), methods=["GET"]),
     Route(TENANT, _route(get_tenant), methods=["GET"]),
     Route(TENANT + "/keys", _route(create_key, body=True), methods=["POST"]),

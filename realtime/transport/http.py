@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from realtime.engine import Engine
-from realtime.errors import NotFound, ProtocolError, RateLimited, RealtimeError
+from realtime.errors import NotFound, PayloadTooLarge, ProtocolError, RateLimited, RealtimeError
+from realtime.protocol import check_shape
 from realtime.types import is_uuid
 
 VERSION = "0.1.0"
@@ -178,14 +179,25 @@ async def agent_login(request: Request) -> Response:
 
 
 async def json_body(request: Request, limit: int = 4 * 1024 * 1024) -> dict[str, Any]:
-    """The request's JSON object; ``invalid_json`` or ``body_too_large`` otherwise."""
-    raw = await request.body()
-    if len(raw) > limit:
-        raise ProtocolError("body_too_large", f"request bodies are limited to {limit} bytes")
+    """The request's JSON object; ``invalid_json``, ``json_too_complex`` or
+    ``body_too_large`` (413, read no further than the limit) otherwise."""
+    too_large = PayloadTooLarge("body_too_large", f"request bodies are limited to {limit} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
         data = orjson.loads(raw or b"{}")
     except orjson.JSONDecodeError:
         raise ProtocolError("invalid_json", "the body is not valid JSON") from None
     if not isinstance(data, dict):
         raise ProtocolError("invalid_json", "the body must be a JSON object")
+    check_shape(data)
     return data

@@ -114,8 +114,12 @@ def _list(key: str, item: str) -> dict[str, Any]:
 
 
 ERRORS = {
-    "401": _answer("no valid admin key", _ref("Error")),
-    "404": _answer("no such tenant (or thing of it)", _ref("Error")),
+    "401": _answer("no valid admin key or tenant key", _ref("Error")),
+    "403": _answer(
+        "a chat-scope or bot-bound key (key_scope), or a tenant key where the admin key is needed",
+        _ref("Error"),
+    ),
+    "404": _answer("no such tenant (or thing of it), or another tenant's", _ref("Error")),
     "400": _answer("invalid input: the message names the field", _ref("Error")),
 }
 
@@ -275,8 +279,10 @@ ADMIN_OPENAPI: dict[str, Any] = {
         "version": "1",
         "description": (
             "Tenants, API keys, bots, knowledge sources, human agents and webhooks. Every "
-            "operation needs `Authorization: Bearer <admin key>` (or `x-api-key`). Errors "
-            'are `{"error": {"code", "message"}}`; bad JSON is 400.'
+            "operation needs `Authorization: Bearer <key>` (or `x-api-key`): the server's "
+            "admin key, or a tenant's `full` API key not bound to a bot, which sees its own "
+            "tenant only (another tenant's anything is 404) and cannot create tenants. "
+            'Errors are `{"error": {"code", "message"}}`; bad JSON is 400.'
         ),
     },
     "components": {
