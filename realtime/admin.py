@@ -20,6 +20,7 @@ from realtime.errors import AuthError, Conflict, Forbidden, NotFound, ProtocolEr
 from realtime.knowledge.ingest import add_source
 from realtime.store import ApiKey, Bot, HumanAgent, Source, Store, Tenant, hash_secret
 from realtime.store.handoff import hash_password
+from realtime.store.records import utcnow
 from realtime.store.tenancy import Webhook
 
 ADMIN_KEY_SETTING = "admin_key_hash"
@@ -116,6 +117,33 @@ class Admin:
         if tenant is None:
             raise NotFound("tenant_not_found", "no such tenant")
         return tenant
+
+    async def set_quota(self, tenant_id: str, body: dict[str, Any]) -> Tenant:
+        """``{"monthly_messages": n | null}``: the tenant's visitor messages a month (UTC
+        calendar months), or no quota."""
+        await self.tenant(tenant_id)
+        unknown = sorted(set(body) - {"monthly_messages"})
+        if unknown:
+            raise ProtocolError("invalid_field", f"unknown fields: {', '.join(unknown)}")
+        if "monthly_messages" not in body:
+            raise ProtocolError("missing_field", "'monthly_messages' is required")
+        quota = body["monthly_messages"]
+        if quota is not None and (
+            isinstance(quota, bool) or not isinstance(quota, int) or not 0 <= quota <= 2**31 - 1
+        ):
+            raise ProtocolError(
+                "invalid_field", "'monthly_messages' must be an integer 0..2147483647 or null"
+            )
+        tenant = await self.store.set_quota(tenant_id, quota)
+        if tenant is None:  # deleted meanwhile
+            raise NotFound("tenant_not_found", "no such tenant")
+        return tenant
+
+    async def usage(self, tenant: Tenant) -> dict[str, Any]:
+        """The tenant with this month's usage."""
+        month = utcnow().strftime("%Y-%m")
+        messages = await self.store.usage(tenant.id, month)
+        return {**tenant.to_wire(), "usage": {"month": month, "messages": messages}}
 
     async def create_key(self, tenant_id: str, body: dict[str, Any]) -> tuple[ApiKey, str]:
         await self.tenant(tenant_id)

@@ -95,6 +95,31 @@ def _object(value: Any) -> str | None:
     return None if isinstance(value, dict) else "must be an object"
 
 
+RATE_LIMIT_NAMES = (
+    "messages_per_minute",  # per identity (session, user, ...) on this bot, every transport
+    "messages_per_hour",
+    "messages_per_day",
+    "ip_per_minute",  # per client address on the documented APIs' endpoints (compat_sse)
+    "ip_per_hour",
+    "ip_per_day",
+)
+
+
+def _rate_limits(value: Any) -> str | None:
+    """Overrides of the server's limits for this bot; the stricter of the two applies."""
+    if not isinstance(value, dict):
+        return "must be an object"
+    unknown = sorted(set(value) - set(RATE_LIMIT_NAMES))
+    if unknown:
+        return f"unknown limits: {', '.join(unknown)} (known: {', '.join(RATE_LIMIT_NAMES)})"
+    for name, limit in value.items():
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10**7
+        ):
+            return f"{name} must be an integer 1..10000000 or null"
+    return None
+
+
 def _data_source(value: Any) -> str | None:
     try:
         validate_data_source(value)
@@ -130,6 +155,7 @@ FIELDS: dict[str, _Field] = {
     "citation_threshold": _Field(None, _number(0, 1, nullable=True)),
     "tools": _Field(["search_knowledge"], _tools),
     "data_source": _Field(None, _data_source),
+    "rate_limits": _Field({}, _rate_limits),
 }
 
 

@@ -33,14 +33,16 @@ from realtime.broker.base import Broker
 from realtime.broker.coordination import Coordination, MemoryCoordination
 from realtime.config import Settings
 from realtime.confirmations import Confirmations
+from realtime.connections import Connections
 from realtime.data.source import DataSources
 from realtime.envelopes import Envelope, EnvelopeInvalid
 from realtime.errors import AuthError, Conflict, Forbidden, NotFound, ProtocolError, RateLimited
 from realtime.events import Frame
 from realtime.handoff import Handoffs, asks_for_human, tenant_channel
 from realtime.knowledge.retrieval import Retriever
-from realtime.limits import ConnectionCounter
+from realtime.limits import message_rules
 from realtime.metrics import Metrics
+from realtime.periodic import Periodic
 from realtime.runs import CANCEL, RunManager, Turn
 from realtime.store import Bot, Confirmation, Conversation, HumanAgent, Message, Store, iso
 from realtime.store.handoff import check_password, hash_password
@@ -150,8 +152,11 @@ class Engine:
             max_tool_steps=settings.max_tool_steps,
         )
         self.data = DataSources()
-        # WebSockets open on this node per client address (the transports admit them).
-        self.connections = ConnectionCounter(settings.connections_per_ip)
+        # WebSockets open per client address, across the nodes (the transports admit them).
+        self.connections = Connections(settings.connections_per_ip, self.coordination, self.node_id)
+        self._connection_heartbeat = Periodic(
+            "connection-heartbeat", self.connections.ttl / 3, self.connections.heartbeat
+        )
         self.runs = RunManager(
             settings=settings,
             store=store,
@@ -196,12 +201,15 @@ class Engine:
             log.info("recovered runs: %d interrupted", failed)
         self.confirmations.start()
         self.handoffs.start(min(1.0, self.settings.handoff_timeout / 4))
+        self._connection_heartbeat.start()
 
     async def stop(self) -> None:
         await self.handoffs.stop()
         await self.confirmations.stop()
         await self.runs.drain(self.settings.drain_timeout)
         self.broker.unlisten(node_channel(self.node_id), self._on_control)
+        await self._connection_heartbeat.stop()
+        await self.connections.forget()
         await self.streams.close()
         await self.provider.close()
         await self.data.close()
@@ -460,8 +468,12 @@ class Engine:
             if seen is not None:
                 return Accepted(seen[0], seen[1], duplicate=True)
         self.runs.check_accepting()
-        retry_after = await self.coordination.hit(
-            f"messages:{identity.tenant}:{identity.key}", self.settings.messages_per_minute, 60.0
+        retry_after = await self.coordination.hit_all(
+            message_rules(
+                f"messages:{identity.tenant}:{identity.key}:{session.bot.uuid}",
+                self.settings.messages_per_minute,
+                session.config["rate_limits"],
+            )
         )
         if retry_after:
             raise RateLimited(retry_after=retry_after)

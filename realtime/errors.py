@@ -12,6 +12,7 @@
     ├── NotFound                  unknown, or not yours (no existence oracle) (404)
     ├── Conflict                  a valid request the current state refuses (409)
     ├── RateLimited               too many requests; retry later             (429)
+    │   └── QuotaExceeded         the tenant's monthly messages are used up  (429)
     └── RunError                  why a run failed: the code of ``run.failed`` (502/503/504)
 
     ToolArgumentError             (not reported to clients) what a tool tells the model
@@ -86,8 +87,17 @@ class RateLimited(RealtimeError):
     retryable = True
 
     def __init__(self, message: str | None = None, *, retry_after: float = 1.0) -> None:
-        super().__init__("rate_limited", message or "too many requests, slow down")
+        super().__init__(None, message or "too many requests, slow down")
         self.retry_after = retry_after
+
+
+class QuotaExceeded(RateLimited):
+    """The tenant's monthly message quota is used up (until the next month, UTC)."""
+
+    code = "quota_exceeded"
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("this month's message quota is used up", retry_after=retry_after)
 
 
 class RunError(RealtimeError):

@@ -1,9 +1,47 @@
-"""In-process limits: a token bucket per key (the embedded coordination's rate limits), and
-open connections per client address."""
+"""Limits, pure: a token bucket per key (the embedded coordination's rate limits), rules and
+how a bot's overrides combine with the server's, and open connections per client address."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """At most ``rate`` events per ``per`` seconds for ``key`` (bursts up to ``rate``)."""
+
+    key: str
+    rate: int
+    per: float
+
+
+def stricter(server: int, bot: int | None) -> int:
+    """The limit that applies when the server says ``server`` (0: none) and a bot's override
+    says ``bot`` (None: none): the stricter wins, so a bot can tighten, never loosen."""
+    if bot is None or bot <= 0:
+        return server
+    return bot if server <= 0 else min(server, bot)
+
+
+def message_rules(
+    scope: str, server_per_minute: int, overrides: Mapping[str, int | None]
+) -> list[Rule]:
+    """The rate rules of one identity's messages: the server's per-minute limit and the
+    bot's ``messages_per_minute`` / ``messages_per_hour`` / ``messages_per_day``, the
+    stricter winning per window."""
+    windows: Sequence[tuple[str, int, float]] = (
+        ("messages_per_minute", server_per_minute, 60.0),
+        ("messages_per_hour", 0, 3600.0),
+        ("messages_per_day", 0, 86400.0),
+    )
+    rules = []
+    for name, server, per in windows:
+        rate = stricter(server, overrides.get(name))
+        if rate > 0:
+            rules.append(Rule(f"{scope}:{int(per)}", rate, per))
+    return rules
 
 
 class RateLimiter:
@@ -14,6 +52,16 @@ class RateLimiter:
         self.per = per
         self._max_keys = max_keys
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, updated)
+
+    def peek(self, key: str, now: float | None = None) -> float:
+        """0.0 if a token is there, else the seconds until one is; takes nothing."""
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        refill = self.rate / self.per
+        tokens, updated = self._buckets.get(key, (float(self.rate), now))
+        tokens = min(float(self.rate), tokens + (now - updated) * refill)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / refill
 
     def hit(self, key: str, now: float | None = None) -> float:
         """Take one token; return 0.0 if allowed, else the seconds until one is available."""
@@ -51,6 +99,12 @@ class ConnectionCounter:
             return False
         self._open[address] = count + 1
         return True
+
+    def count(self, address: str) -> int:
+        return self._open.get(address, 0)
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self._open)
 
     def release(self, address: str) -> None:
         count = self._open.get(address, 0) - 1

@@ -6,6 +6,11 @@ node may take it. :class:`MemoryCoordination` serves one process (the embedded d
 without Redis there is no other node); :class:`realtime.broker.redis_coordination.
 RedisCoordination` serves a cluster.
 
+*Connections* (WebSockets per client address) are counted per node too: each node adds and
+removes its own and keeps its count alive with a heartbeat; an address's count is the sum
+over the live nodes, checked and taken in one step so racing connections cannot slip past
+the limit; a dead node's count expires with it.
+
 *Presence* is kept per node: each node puts what it knows of an agent (``online`` or
 ``away`` while the agent has a console connection there, for a TTL the node keeps renewing)
 and everyone reads the merge: an agent is ``online`` if any node says so, else ``away`` if
@@ -15,9 +20,10 @@ any node says so, else ``offline``. A node that dies stops renewing, and its wor
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from realtime.limits import RateLimiter
+from realtime.limits import RateLimiter, Rule
 
 
 class Coordination(Protocol):
@@ -48,6 +54,26 @@ class Coordination(Protocol):
         else the seconds to wait."""
         ...
 
+    async def hit_all(self, rules: Sequence[Rule]) -> float:
+        """Count one event against every rule, or against none: 0.0 when all allow it, else
+        the longest wait (a refused event uses up nothing)."""
+        ...
+
+    async def admit_connection(self, address: str, node: str, limit: int, ttl: float) -> bool:
+        """Count one more connection of ``address`` on ``node`` unless the live nodes
+        together already hold ``limit``; ``ttl``: how long the node's count lives unless
+        refreshed."""
+        ...
+
+    async def release_connection(self, address: str, node: str) -> None: ...
+
+    async def refresh_connections(self, node: str, counts: Mapping[str, int], ttl: float) -> None:
+        """Keep ``node``'s counts alive; ``counts`` (the node's own truth) is written back
+        if they were lost (a Redis that restarted empty)."""
+        ...
+
+    async def forget_connections(self, node: str) -> None: ...
+
     async def put_presence(
         self, tenant_id: str, agent_id: str, node: str, status: str, ttl: float
     ) -> None:
@@ -77,6 +103,7 @@ class MemoryCoordination:
         self._leases: dict[str, tuple[str, float]] = {}  # name -> (owner, expires)
         self._limiters: dict[tuple[int, float], RateLimiter] = {}
         self._presence: dict[str, dict[tuple[str, str], tuple[str, float]]] = {}
+        self._connections: dict[str, int] = {}
 
     async def start(self) -> None:
         pass
@@ -113,11 +140,43 @@ class MemoryCoordination:
     async def holder(self, name: str) -> str | None:
         return self._current(name)
 
-    async def hit(self, key: str, rate: int, per: float) -> float:
+    def _limiter(self, rate: int, per: float) -> RateLimiter:
         limiter = self._limiters.get((rate, per))
         if limiter is None:
             limiter = self._limiters[(rate, per)] = RateLimiter(rate, per)
-        return limiter.hit(key)
+        return limiter
+
+    async def hit(self, key: str, rate: int, per: float) -> float:
+        return await self.hit_all([Rule(key, rate, per)])
+
+    async def hit_all(self, rules: Sequence[Rule]) -> float:
+        now = time.monotonic()
+        wait = max((self._limiter(r.rate, r.per).peek(r.key, now) for r in rules), default=0.0)
+        if wait:
+            return wait
+        for rule in rules:
+            self._limiter(rule.rate, rule.per).hit(rule.key, now)
+        return 0.0
+
+    async def admit_connection(self, address: str, node: str, limit: int, ttl: float) -> bool:
+        count = self._connections.get(address, 0)
+        if limit and count >= limit:
+            return False
+        self._connections[address] = count + 1
+        return True
+
+    async def release_connection(self, address: str, node: str) -> None:
+        count = self._connections.get(address, 0) - 1
+        if count > 0:
+            self._connections[address] = count
+        else:
+            self._connections.pop(address, None)
+
+    async def refresh_connections(self, node: str, counts: Mapping[str, int], ttl: float) -> None:
+        pass
+
+    async def forget_connections(self, node: str) -> None:
+        self._connections.clear()
 
     async def put_presence(
         self, tenant_id: str, agent_id: str, node: str, status: str, ttl: float

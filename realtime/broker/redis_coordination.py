@@ -7,12 +7,16 @@
   :mod:`realtime.runs`).
 - A rate limit is GCRA over one key ``<prefix>rate:<key>`` holding the theoretical arrival
   time, computed from Redis's own clock, so nodes whose clocks differ agree.
+- Connections: a hash per node ``<prefix>conns:<node>`` (address → open count, with a TTL
+  the node's heartbeat renews) and a sorted set ``<prefix>nodes`` (node → expiry, Redis's
+  clock). Admitting sums the address over the live nodes and adds one, in one script.
 - Presence is a hash per tenant ``<prefix>presence:<tenant>``: field ``<agent> <node>``,
   value ``<status> <expiry ms>`` (Redis's clock); reading drops the expired fields.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as redis
@@ -21,6 +25,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
 from realtime.broker.coordination import merge_presence
+from realtime.limits import Rule
 
 _TAKE = """
 local current = redis.call('GET', KEYS[1])
@@ -47,6 +52,63 @@ local allowed_at = next_tat - interval * burst
 if now < allowed_at then return math.ceil(allowed_at - now) end
 redis.call('SET', KEYS[1], next_tat, 'PX', math.ceil(next_tat - now))
 return 0
+"""
+
+# Every rule or none: KEYS = the rules' keys, ARGV = interval, burst per key (as _HIT).
+_HIT_ALL = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local wait, nexts = 0, {}
+for i = 1, #KEYS do
+  local interval, burst = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
+  if tat < now then tat = now end
+  nexts[i] = tat + interval
+  local allowed_at = nexts[i] - interval * burst
+  if now < allowed_at and allowed_at - now > wait then wait = math.ceil(allowed_at - now) end
+end
+if wait > 0 then return wait end
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], nexts[i], 'PX', math.ceil(nexts[i] - now))
+end
+return 0
+"""
+
+# KEYS[1] = the nodes' sorted set; ARGV = address, node, limit, ttl ms, key prefix.
+_ADMIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local address, node, limit, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local total = 0
+for _, other in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if other ~= node then
+    total = total + tonumber(redis.call('HGET', ARGV[5] .. other, address) or 0)
+  end
+end
+local own = ARGV[5] .. node
+total = total + tonumber(redis.call('HGET', own, address) or 0)
+if limit > 0 and total >= limit then return 0 end
+redis.call('HINCRBY', own, address, 1)
+redis.call('PEXPIRE', own, ttl)
+redis.call('ZADD', KEYS[1], now + ttl, node)
+return 1
+"""
+
+_RELEASE_CONNECTION = """
+if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+"""
+
+# KEYS = nodes set, the node's hash; ARGV = node, ttl ms. 1 when the hash must be rewritten.
+_REFRESH = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local known = redis.call('ZSCORE', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+if redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2])) == 1 then return 0 end
+if known then return 0 end
+return 1
 """
 
 
@@ -90,6 +152,10 @@ class RedisCoordination:
         self._take: Any = None
         self._release: Any = None
         self._hit: Any = None
+        self._hit_all: Any = None
+        self._admit: Any = None
+        self._release_connection: Any = None
+        self._refresh: Any = None
         self._put_presence: Any = None
         self._presence: Any = None
         self._ok = True
@@ -108,6 +174,10 @@ class RedisCoordination:
         self._take = self._redis.register_script(_TAKE)
         self._release = self._redis.register_script(_RELEASE)
         self._hit = self._redis.register_script(_HIT)
+        self._hit_all = self._redis.register_script(_HIT_ALL)
+        self._admit = self._redis.register_script(_ADMIT)
+        self._release_connection = self._redis.register_script(_RELEASE_CONNECTION)
+        self._refresh = self._redis.register_script(_REFRESH)
         self._put_presence = self._redis.register_script(_PUT_PRESENCE)
         self._presence = self._redis.register_script(_PRESENCE)
 
@@ -155,6 +225,50 @@ class RedisCoordination:
         interval = per * 1000.0 / rate
         wait_ms = await self._call(self._hit, [f"{self._prefix}rate:{key}"], [interval, rate])
         return int(wait_ms) / 1000.0
+
+    async def hit_all(self, rules: Sequence[Rule]) -> float:
+        rules = [r for r in rules if r.rate > 0]
+        if not rules:
+            return 0.0
+        args: list[Any] = []
+        for rule in rules:
+            args += [rule.per * 1000.0 / rule.rate, rule.rate]
+        keys = [f"{self._prefix}rate:{r.key}" for r in rules]
+        wait_ms = await self._call(self._hit_all, keys, args)
+        return int(wait_ms) / 1000.0
+
+    def _conns(self, node: str) -> str:
+        return f"{self._prefix}conns:{node}"
+
+    async def admit_connection(self, address: str, node: str, limit: int, ttl: float) -> bool:
+        admitted = await self._call(
+            self._admit,
+            [f"{self._prefix}nodes"],
+            [address, node, limit, max(1, int(ttl * 1000)), f"{self._prefix}conns:"],
+        )
+        return bool(admitted)
+
+    async def release_connection(self, address: str, node: str) -> None:
+        await self._call(self._release_connection, [self._conns(node)], [address])
+
+    async def refresh_connections(self, node: str, counts: Mapping[str, int], ttl: float) -> None:
+        ttl_ms = max(1, int(ttl * 1000))
+        lost = await self._call(
+            self._refresh, [f"{self._prefix}nodes", self._conns(node)], [node, ttl_ms]
+        )
+        live = {address: n for address, n in counts.items() if n > 0}
+        if lost and live:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self._conns(node))
+                pipe.hset(self._conns(node), mapping=live)
+                pipe.pexpire(self._conns(node), ttl_ms)
+                await pipe.execute()
+
+    async def forget_connections(self, node: str) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._conns(node))
+            pipe.zrem(f"{self._prefix}nodes", node)
+            await pipe.execute()
 
     async def put_presence(
         self, tenant_id: str, agent_id: str, node: str, status: str, ttl: float

@@ -12,6 +12,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def next_month(now: datetime) -> datetime:
+    """The start of the calendar month after ``now``'s (naive UTC)."""
+    if now.month == 12:
+        return datetime(now.year + 1, 1, 1)
+    return datetime(now.year, now.month + 1, 1)
+
+
 def iso(dt: datetime | None) -> str | None:
     """ISO-8601 UTC with milliseconds and a ``Z``: ``2026-11-29T12:00:00.123Z``."""
     if dt is None:
@@ -25,10 +32,16 @@ class Tenant:
     name: str
     signing_secret: str = field(repr=False)  # signs context envelopes; never on the wire
     created_at: datetime
+    monthly_messages: int | None = None  # quota of visitor messages a month; None: none
 
     def to_wire(self) -> dict[str, Any]:
         """Without the signing secret: it never leaves the server."""
-        return {"id": self.id, "name": self.name, "created_at": iso(self.created_at)}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "monthly_messages": self.monthly_messages,
+            "created_at": iso(self.created_at),
+        }
 
 
 @dataclass(frozen=True, slots=True)

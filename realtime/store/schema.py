@@ -36,6 +36,16 @@ tenants = Table(
     Column("name", String(200), nullable=False),
     Column("signing_secret", String(128), nullable=False),
     Column("created_at", DateTime, nullable=False),
+    Column("monthly_messages", Integer),  # the quota of visitor messages; NULL: none
+)
+
+# Visitor messages accepted per tenant and calendar month (UTC, "YYYY-MM").
+usage = Table(
+    "usage",
+    metadata,
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    Column("month", String(7), primary_key=True),
+    Column("messages", Integer, nullable=False),
 )
 
 api_keys = Table(

@@ -28,9 +28,9 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from realtime.errors import Conflict
+from realtime.errors import Conflict, QuotaExceeded
 from realtime.store.confirmations import ConfirmationStore
-from realtime.store.conflicts import duplicate_is
+from realtime.store.conflicts import duplicate_is, insert_ignoring_duplicates
 from realtime.store.handoff import HandoffStore
 from realtime.store.knowledge import KnowledgeStore
 from realtime.store.records import (
@@ -40,6 +40,7 @@ from realtime.store.records import (
     Message,
     Run,
     Tenant,
+    next_month,
     utcnow,
 )
 from realtime.store.schema import (
@@ -54,6 +55,7 @@ from realtime.store.schema import (
     runs,
     server_settings,
     tenants,
+    usage,
 )
 from realtime.store.tenancy import TenancyStore
 from realtime.types import new_id
@@ -483,6 +485,8 @@ class Store:
                             created_at=now,
                         )
                     )
+                # Last, so the tenant's usage row stays locked for the commit only.
+                await self._count_message(conn, tenant_id, now)
                 return Stored(message, True, status, reopened, waiting)
         except IntegrityError:
             # A concurrent duplicate won the race (PostgreSQL: the key's insert waited for
@@ -495,6 +499,51 @@ class Store:
             if original is None:
                 raise
             return Stored(original, False, "", False)
+
+    async def _count_message(self, conn: AsyncConnection, tenant_id: str, now: datetime) -> None:
+        """Count one visitor message against the tenant's month, or raise ``quota_exceeded``
+        (the caller's transaction, and so the message, is then rolled back). The check and
+        the count are one conditional update: racing messages cannot both take the last one."""
+        month = now.strftime("%Y-%m")
+        await conn.execute(
+            insert_ignoring_duplicates(conn, usage).values(
+                tenant_id=tenant_id, month=month, messages=0
+            )
+        )
+        quota = select(tenants.c.monthly_messages).where(tenants.c.id == tenant_id)
+        counted = await conn.execute(
+            update(usage)
+            .where(
+                usage.c.tenant_id == tenant_id,
+                usage.c.month == month,
+                or_(
+                    quota.scalar_subquery().is_(None),
+                    usage.c.messages < quota.scalar_subquery(),
+                ),
+            )
+            .values(messages=usage.c.messages + 1)
+        )
+        if counted.rowcount != 1:
+            raise QuotaExceeded(retry_after=(next_month(now) - now).total_seconds())
+
+    async def usage(self, tenant_id: str, month: str) -> int:
+        """Visitor messages the tenant sent in ``month`` ("YYYY-MM", UTC)."""
+        async with self.read() as conn:
+            count = await conn.execute(
+                select(usage.c.messages).where(
+                    usage.c.tenant_id == tenant_id, usage.c.month == month
+                )
+            )
+            return int(count.scalar_one_or_none() or 0)
+
+    async def set_quota(self, tenant_id: str, monthly_messages: int | None) -> Tenant | None:
+        async with self.write() as conn:
+            await conn.execute(
+                update(tenants)
+                .where(tenants.c.id == tenant_id)
+                .values(monthly_messages=monthly_messages)
+            )
+        return await self.get_tenant(tenant_id)
 
     async def _idempotent_message(
         self,

@@ -67,7 +67,13 @@ async def list_tenants(admin: Admin, request: Request, body: dict[str, Any]) -> 
 
 
 async def get_tenant(admin: Admin, request: Request, body: dict[str, Any]) -> Response:
-    return JSON((await admin.tenant(request.path_params["tenant"])).to_wire())
+    return JSON(await admin.usage(await admin.tenant(request.path_params["tenant"])))
+
+
+async def update_tenant(admin: Admin, request: Request, body: dict[str, Any]) -> Response:
+    """The quota is the server operator's to set (a tenant's key may not raise its own)."""
+    tenant = await admin.set_quota(request.path_params["tenant"], body)
+    return JSON(await admin.usage(tenant))
 
 
 async def list_keys(admin: Admin, request: Request, body: dict[str, Any]) -> Response:
@@ -170,6 +176,7 @@ routes = [
     Route("/admin/v1/tenants", _route(create_tenant, body=True, server=True), methods=["POST"]),
     Route("/admin/v1/tenants", _route(list_tenants), methods=["GET"]),
     Route(TENANT, _route(get_tenant), methods=["GET"]),
+    Route(TENANT, _route(update_tenant, body=True, server=True), methods=["PATCH"]),
     Route(TENANT + "/keys", _route(create_key, body=True), methods=["POST"]),
     Route(TENANT + "/keys", _route(list_keys), methods=["GET"]),
     Route(TENANT + "/keys/{key_id}", _route(revoke_key), methods=["DELETE"]),

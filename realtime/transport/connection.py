@@ -77,13 +77,13 @@ class Connection:
 
     async def serve(self) -> None:
         address = self.ws.client.host if self.ws.client is not None else "unknown"
-        if not self.engine.connections.admit(address):
+        if not await self.engine.connections.admit(address):
             await self._refuse(address)
             return
         try:
             await self._serve()
         finally:
-            self.engine.connections.release(address)
+            await self.engine.connections.release(address)
 
     async def _refuse(self, address: str) -> None:
         """Over the per-address limit: say so, then close with 1013 (try again later)."""

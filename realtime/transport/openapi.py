@@ -38,7 +38,25 @@ SCHEMAS: dict[str, Any] = {
         ["error"],
         error=_obj(["code", "message"], code=STRING, message=STRING),
     ),
-    "Tenant": _obj(["id", "name"], id=STRING, name=STRING, created_at=TIME),
+    "Tenant": _obj(
+        ["id", "name", "monthly_messages"],
+        id=STRING,
+        name=STRING,
+        monthly_messages={
+            "type": ["integer", "null"],
+            "description": "visitor messages a month (UTC); null: no quota",
+        },
+        created_at=TIME,
+    ),
+    "TenantUsage": {
+        "allOf": [
+            {"$ref": "#/components/schemas/Tenant"},
+            _obj(
+                ["usage"],
+                usage=_obj(["month", "messages"], month=STRING, messages={"type": "integer"}),
+            ),
+        ]
+    },
     "ApiKey": _obj(
         ["id", "tenant", "prefix", "scope"],
         id=STRING,
@@ -148,7 +166,21 @@ PATHS: dict[str, Any] = {
         ),
         "get": _op("List tenants", "200", _answer("the tenants", _list("tenants", "Tenant"))),
     },
-    _T: {"get": _op("A tenant", "200", _answer("the tenant", _ref("Tenant")))},
+    _T: {
+        "get": _op(
+            "A tenant, with this month's usage", "200", _answer("the tenant", _ref("TenantUsage"))
+        ),
+        "patch": _op(
+            "Set the tenant's monthly message quota (admin key only); over it, messages are "
+            "refused with 429 quota_exceeded until the next month",
+            "200",
+            _answer("the tenant", _ref("TenantUsage")),
+            _obj(
+                ["monthly_messages"],
+                monthly_messages={"type": ["integer", "null"], "minimum": 0},
+            ),
+        ),
+    },
     _T + "/keys": {
         "post": _op(
             "Create an API key: the key is in this answer only",

@@ -127,7 +127,8 @@ async def test_tenants_are_listed_and_one_tenant_never_reaches_another(
         cross_hook = await admin.delete(f"/admin/v1/tenants/default/webhooks/{hook.json()['id']}")
         acme_keys = (await admin.get("/admin/v1/tenants/acme/keys")).json()["keys"]
     assert [t["id"] for t in tenants] == ["default", "acme"]
-    assert one.json() == acme and set(acme) == {"id", "name", "created_at"}
+    assert set(acme) == {"id", "name", "monthly_messages", "created_at"}
+    assert one.json() == {**acme, "usage": {"month": one.json()["usage"]["month"], "messages": 0}}
     assert missing.status_code == 404
     assert (cross_key.status_code, cross_hook.status_code) == (404, 404)
     assert acme_keys[0]["revoked_at"] is None  # untouched

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from realtime.config import Settings
 from realtime.testing import FakeOpenAI, Text, ToolCall
@@ -358,3 +359,120 @@ async def test_a_holder_whose_run_was_ended_elsewhere_stops_without_a_second_end
     streamed = text_of(first + frames + later)
     assert words.startswith(streamed) and len(streamed) < len(words) // 2  # A stopped early
     assert stored is not None and (stored.status, stored.error_code) == ("failed", "node_lost")
+
+
+async def burst(
+    nodes: tuple[RunningServer, ...], session_id: str, count: int
+) -> tuple[str, dict[str, dict[str, Any]]]:
+    """One message, then ``count`` more racing through the nodes in turn into the same
+    conversation: the conversation and each racing message's answer (``ack`` or ``error``)."""
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(ws_client(node)) for node in nodes]
+        for client in clients:
+            await client.hello(session_id=session_id)
+        await clients[0].send(type="message.send", id="first", content="What is an epoch?")
+        first = (await clients[0].recv_until("ack", "error"))[-1]
+        assert first["type"] == "ack", first
+        cid = first["conversation_id"]
+        await asyncio.gather(
+            *(
+                clients[i % len(clients)].send(
+                    type="message.send", id=f"m{i}", content=f"again {i}", conversation_id=cid
+                )
+                for i in range(count)
+            )
+        )
+        answers: dict[str, dict[str, Any]] = {}
+        for n, client in enumerate(clients):
+            mine = len(range(n, count, len(clients)))
+            while len([k for k in answers if int(k[1:]) % len(clients) == n]) < mine:
+                frame = await client.recv(wait=15)
+                if str(frame.get("id", "")).startswith("m") and frame["type"] in ("ack", "error"):
+                    answers[frame["id"]] = frame
+    return cid, answers
+
+
+async def stored_user_messages(node: RunningServer, cid: str, session_id: str) -> int:
+    async with node.http() as http:
+        url = f"/realtime/v1/conversations/{cid}/messages"
+        history = (await http.get(url, params={"session_id": session_id})).json()
+    return len([m for m in history["messages"] if m["role"] == "user"])
+
+
+async def test_a_tenant_quota_racing_through_two_nodes_admits_exactly_the_quota(
+    tmp_path: Path, redis_prefix: str, database_url: str
+) -> None:
+    """The monthly quota is one conditional update in the store: 30 messages racing through
+    two nodes against a quota of 8 store exactly 8; the rest get quota_exceeded with the
+    seconds until next month, and store nothing."""
+    settings = make_settings(tmp_path, database_url=database_url, queue_limit=100)
+    async with two_nodes(settings, redis_prefix) as (a, b):
+        async with a.admin() as admin:
+            quota = await admin.patch("/admin/v1/tenants/default", json={"monthly_messages": 8})
+            assert quota.status_code == 200, quota.text
+            assert quota.json()["monthly_messages"] == 8
+        cid, answers = await burst((a, b), "quota", 30)
+        async with b.admin() as admin:
+            tenant = (await admin.get("/admin/v1/tenants/default")).json()
+        stored = await stored_user_messages(b, cid, "quota")
+    accepted = [k for k, f in answers.items() if f["type"] == "ack"]
+    refused = [f for f in answers.values() if f["type"] == "error"]
+    assert len(accepted) == 7, answers  # the first message took one of the 8
+    assert {f["code"] for f in refused} == {"quota_exceeded"}
+    assert all(f["retry_after"] > 0 for f in refused)
+    assert stored == 8
+    assert tenant["usage"]["messages"] == 8
+
+
+async def test_a_bot_override_is_stricter_and_never_looser_than_the_server(
+    tmp_path: Path, redis_prefix: str, database_url: str
+) -> None:
+    """Server: 10 a minute. The demo bot says 4: 4 pass (through both nodes). Said 50, the
+    server's 10 still hold."""
+    settings = make_settings(
+        tmp_path, database_url=database_url, messages_per_minute=10, queue_limit=100
+    )
+    async with two_nodes(settings, redis_prefix) as (a, b):
+        async with a.admin() as admin:
+            bot = "/admin/v1/tenants/default/bots/demo"
+            patched = await admin.patch(bot, json={"rate_limits": {"messages_per_minute": 4}})
+            assert patched.status_code == 200, patched.text
+            bad = await admin.patch(bot, json={"rate_limits": {"messages_per_minute": 0}})
+            unknown = await admin.patch(bot, json={"rate_limits": {"per_fortnight": 3}})
+        _, strict = await burst((a, b), "strict", 12)
+        async with a.admin() as admin:
+            await admin.patch(bot, json={"rate_limits": {"messages_per_minute": 50}})
+        _, loose = await burst((a, b), "loose", 20)
+    assert (bad.status_code, unknown.status_code) == (400, 400)
+    assert len([f for f in strict.values() if f["type"] == "ack"]) == 3
+    assert {f["code"] for f in strict.values() if f["type"] == "error"} == {"rate_limited"}
+    assert len([f for f in loose.values() if f["type"] == "ack"]) == 9
+
+
+async def test_the_per_address_connection_limit_holds_across_nodes(
+    tmp_path: Path, redis_prefix: str, database_url: str
+) -> None:
+    """Three WebSockets per address in the cluster: two on A and one on B fill it, a fourth
+    on either node is refused (1013); one closed on A frees a place on B."""
+    settings = make_settings(tmp_path, database_url=database_url, connections_per_ip=3)
+    async with two_nodes(settings, redis_prefix) as (a, b):
+        async with contextlib.AsyncExitStack() as stack:
+            held = [await stack.enter_async_context(ws_client(node)) for node in (a, a, b)]
+            for client in held:
+                await client.hello()
+            refused = []
+            for node in (a, b):
+                async with ws_client(node) as extra:
+                    refused.append(await extra.recv())
+                    with pytest.raises(ConnectionClosed) as closed:
+                        await extra.recv()
+                    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+            await held[0].close()
+            for _ in range(100):  # the release reaches the coordination after the close
+                if a.engine.connections.count("127.0.0.1") == 1:
+                    break
+                await asyncio.sleep(0.02)
+            async with ws_client(b) as later:
+                welcome = await later.hello()
+    assert [f["code"] for f in refused] == ["too_many_connections"] * 2
+    assert welcome["type"] == "welcome"

@@ -29,8 +29,9 @@ async def test_connections_over_the_per_address_limit_are_refused_with_1013(
         await clients[0].close()
         async with ws_client(server) as later:  # a place is free again
             assert (await later.hello())["type"] == "welcome"
-        assert len(server.engine.connections) == 1  # one address, counted
+        # clients[1], clients[2] (and `later`, if its close is not through yet)
+        assert server.engine.connections.count("127.0.0.1") in (2, 3)
     assert refused["type"] == "error" and refused["code"] == "too_many_connections"
     assert refused["retry_after"] == 5
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
-    assert len(server.engine.connections) == 0  # every close released its place
+    assert server.engine.connections.count("127.0.0.1") == 0  # every close released its place
