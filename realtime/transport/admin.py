@@ -34,11 +34,11 @@ def _route(
         try:
             principal = await admin.authenticate(bearer(request))
             request.state.principal = principal
+            tenant = request.path_params.get("tenant")
+            if tenant is not None:  # before anything else: another tenant is not there
+                principal.check_tenant(tenant)
             if server:
                 principal.check_server()
-            tenant = request.path_params.get("tenant")
-            if tenant is not None:
-                principal.check_tenant(tenant)
             data: dict[str, Any] = {}
             if body:
                 data = await json_body(request)

@@ -18,7 +18,6 @@ from starlette.responses import PlainTextResponse, Response
 from realtime.engine import Engine
 from realtime.errors import NotFound, PayloadTooLarge, ProtocolError, RateLimited, RealtimeError
 from realtime.protocol import check_shape
-from realtime.types import is_uuid
 
 VERSION = "0.1.0"
 
@@ -120,19 +119,11 @@ async def conversation_messages(request: Request) -> Response:
 
 
 async def conversation_messages_preflight(request: Request) -> Response:
-    """CORS preflight of the history read: allowed for the origins the conversation's bot
-    allows (any, when its list is empty)."""
-    engine: Engine = request.app.state.engine
+    """CORS preflight of the history read: the same answer for every conversation id, known
+    or not (a preflight carries no credentials, so a different answer would tell anyone
+    which ids exist). The read itself checks the origin against the bot's list: a page of
+    another site gets 403 there, without CORS headers, so it reads nothing."""
     origin = request.headers.get("origin")
-    conversation_id = request.path_params["conversation_id"]
-    conversation = (
-        await engine.store.get_conversation(conversation_id) if is_uuid(conversation_id) else None
-    )
-    bot = await engine.store.get_bot_by_uuid(conversation.bot_uuid) if conversation else None
-    if bot is None or origin is None:
-        return Response(status_code=404)
-    if not engine.origin_allowed(bot, origin):
-        return Response(status_code=403)
     return Response(status_code=204, headers={**cors_headers(origin), **CORS_PREFLIGHT})
 
 
