@@ -145,7 +145,7 @@ async def test_private_bot_needs_a_key(server: RunningServer) -> None:
         assert created.status_code == 201, created.text
         key = (
             await admin.post(
-                "/admin/v1/tenants/default/keys", json={"name": "site", "scope": "chat"}
+                "/admin/v1/tenants/default/keys", json={"name": "backend", "scope": "full"}
             )
         ).json()["key"]
     async with ws_client(server) as client:
