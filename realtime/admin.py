@@ -287,6 +287,10 @@ class Admin:
 
     # -- knowledge sources -----------------------------------------------------------------
 
+    async def list_agents(self, tenant_id: str) -> list[HumanAgent]:
+        tenant = await self.tenant(tenant_id)
+        return await self.store.handoff.list_agents(tenant.id)
+
     async def add_source(self, tenant_id: str, bot_id: str, body: dict[str, Any]) -> Source:
         bot = await self.bot(tenant_id, bot_id)
         content = body.get("content")

@@ -28,10 +28,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     add.add_argument("--password", help="8+ characters (asked for when omitted)")
     add.add_argument("--label", help="what visitors see (default: the first name)")
     add.add_argument("--capacity", type=int, default=5, help="open conversations at once")
+    listing = agent_commands.add_parser("list", help="list a tenant's human agents")
+    listing.add_argument("--tenant", default="default")
+    listing.set_defaults(
+        admin_action=lambda a: lambda admin: _each(admin.list_agents(a.tenant), _wire)
+    )
     _admin_commands(commands)
+    _bot_commands(commands)
     _envelope_commands(commands)
     args = parser.parse_args(argv)
-    if args.command == "agents":
+    if args.command == "agents" and args.agents_command == "add":
         return _add_agent(args)
     if getattr(args, "admin_action", None) is not None:
         return _run_admin(args.admin_action(args))
@@ -88,6 +94,12 @@ def _admin_commands(commands: Any) -> None:
     listing.set_defaults(
         admin_action=lambda a: lambda admin: _each(admin.store.tenancy.list_tenants(), _wire)
     )
+    quota = tenants.add_parser("quota", help="set a tenant's monthly message quota")
+    quota.add_argument("--tenant", default="default")
+    quota.add_argument(
+        "--monthly-messages", required=True, help="visitor messages a month, or 'none'"
+    )
+    quota.set_defaults(admin_action=lambda a: lambda admin: _set_quota(admin, a))
 
     keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
         dest="keys_command", required=True
@@ -145,6 +157,122 @@ def _admin_commands(commands: Any) -> None:
     delete.set_defaults(
         admin_action=lambda a: lambda admin: admin.delete_webhook(a.tenant, a.webhook_id)
     )
+
+
+def _bot_commands(commands: Any) -> None:
+    """``bots`` and ``sources``: a tenant's bots, their settings and knowledge sources."""
+    bots = commands.add_parser("bots", help="manage bots").add_subparsers(
+        dest="bots_command", required=True
+    )
+    create = bots.add_parser("create", help="create a bot")
+    create.add_argument("bot_id", help="3-50 of A-Z a-z 0-9 _ -")
+    create.add_argument("--tenant", default="default")
+    create.add_argument("--settings", default="{}", help="a JSON object of bot settings")
+    create.set_defaults(
+        admin_action=lambda a: (
+            lambda admin: _bot(
+                admin, admin.create_bot(a.tenant, {"bot_id": a.bot_id, **_json_object(a.settings)})
+            )
+        )
+    )
+    listing = bots.add_parser("list", help="list a tenant's bots")
+    listing.add_argument("--tenant", default="default")
+    listing.set_defaults(admin_action=lambda a: lambda admin: _list_bots(admin, a.tenant))
+    update = bots.add_parser("update", help="change some of a bot's settings")
+    update.add_argument("bot_id")
+    update.add_argument("--tenant", default="default")
+    update.add_argument("--settings", required=True, help="a JSON object of bot settings")
+    update.set_defaults(
+        admin_action=lambda a: (
+            lambda admin: _bot(
+                admin, admin.update_bot(a.tenant, a.bot_id, _json_object(a.settings))
+            )
+        )
+    )
+    delete = bots.add_parser("delete", help="delete a bot and its conversations")
+    delete.add_argument("bot_id")
+    delete.add_argument("--tenant", default="default")
+    delete.set_defaults(admin_action=lambda a: lambda admin: admin.delete_bot(a.tenant, a.bot_id))
+
+    sources = commands.add_parser("sources", help="a bot's knowledge sources").add_subparsers(
+        dest="sources_command", required=True
+    )
+    add = sources.add_parser("add", help="add a document (text, markdown or html)")
+    add.add_argument("path", help="the file to read")
+    add.add_argument("--bot", required=True)
+    add.add_argument("--tenant", default="default")
+    add.add_argument("--title")
+    add.add_argument("--url")
+    add.add_argument("--kind", choices=("text", "markdown", "html"))
+    add.set_defaults(admin_action=lambda a: lambda admin: _add_source(admin, a))
+    listing = sources.add_parser("list", help="list a bot's sources")
+    listing.add_argument("--bot", required=True)
+    listing.add_argument("--tenant", default="default")
+    listing.set_defaults(
+        admin_action=lambda a: lambda admin: _each(admin.list_sources(a.tenant, a.bot), _wire)
+    )
+    delete = sources.add_parser("delete", help="delete a source")
+    delete.add_argument("source_id")
+    delete.add_argument("--bot", required=True)
+    delete.add_argument("--tenant", default="default")
+    delete.set_defaults(
+        admin_action=lambda a: lambda admin: admin.delete_source(a.tenant, a.bot, a.source_id)
+    )
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    import orjson
+
+    from realtime.errors import ProtocolError
+
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise ProtocolError("invalid_json", "--settings must be a JSON object")
+    return value
+
+
+async def _bot(admin: Admin, made: Awaitable[Any]) -> Any:
+    return admin.bot_wire(await made)
+
+
+async def _list_bots(admin: Admin, tenant_id: str) -> list[Any]:
+    tenant = await admin.tenant(tenant_id)
+    return [admin.bot_wire(bot) for bot in await admin.store.list_bots(tenant.id)]
+
+
+async def _add_source(admin: Admin, args: argparse.Namespace) -> Any:
+    import asyncio
+    from pathlib import Path
+
+    from realtime.errors import ProtocolError
+
+    path = Path(args.path)
+    try:
+        content = await asyncio.to_thread(path.read_text, encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProtocolError("invalid_field", f"cannot read {path}: {exc}") from None
+    suffix = path.suffix.lower()
+    kind = args.kind or {".md": "markdown", ".html": "html", ".htm": "html"}.get(suffix, "text")
+    body = {"content": content, "kind": kind, "title": args.title or path.stem}
+    if args.url:
+        body["url"] = args.url
+    return (await admin.add_source(args.tenant, args.bot, body)).to_wire()
+
+
+async def _set_quota(admin: Admin, args: argparse.Namespace) -> Any:
+    from realtime.errors import ProtocolError
+
+    raw = args.monthly_messages
+    if raw.lower() == "none":
+        quota = None
+    elif raw.isdigit():
+        quota = int(raw)
+    else:
+        raise ProtocolError("invalid_field", "--monthly-messages must be a number or 'none'")
+    return await admin.usage(await admin.set_quota(args.tenant, {"monthly_messages": quota}))
 
 
 def _wire(record: Any) -> Any:

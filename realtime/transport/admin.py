@@ -162,8 +162,7 @@ async def mint_envelope(admin: Admin, request: Request, body: dict[str, Any]) ->
 
 
 async def list_agents(admin: Admin, request: Request, body: dict[str, Any]) -> Response:
-    tenant = await admin.tenant(request.path_params["tenant"])
-    agents = await admin.store.handoff.list_agents(tenant.id)
+    agents = await admin.list_agents(request.path_params["tenant"])
     return JSON({"agents": [a.to_wire() for a in agents]})
 
 

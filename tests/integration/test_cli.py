@@ -56,3 +56,54 @@ def test_tenants_keys_webhooks_and_agents_from_the_shell(tmp_path: Path) -> None
         "--password", "correct horse",
     )  # fmt: skip
     assert agent["label"] == "Alice" and "password" not in json.dumps(agent)
+
+
+def test_bots_sources_quotas_and_agent_lists_from_the_shell(tmp_path: Path) -> None:
+    bot = realtime(
+        tmp_path, "bots", "create", "helpdesk", "--settings",
+        '{"name": "Help", "rate_limits": {"messages_per_minute": 5}}',
+    )  # fmt: skip
+    assert bot["bot_id"] == "helpdesk" and bot["rate_limits"] == {"messages_per_minute": 5}
+    assert "uuid" in bot
+    updated = realtime(
+        tmp_path, "bots", "update", "helpdesk", "--settings", '{"privacy": "private"}'
+    )
+    assert updated["privacy"] == "private" and updated["name"] == "Help"
+    assert "unknown setting" in realtime(
+        tmp_path, "bots", "update", "helpdesk", "--settings", '{"colour": 1}', ok=False
+    )
+    assert "JSON object" in realtime(
+        tmp_path, "bots", "create", "x-y-z", "--settings", "[]", ok=False
+    )
+    assert "helpdesk" in [b["bot_id"] for b in realtime(tmp_path, "bots", "list")]
+
+    doc = tmp_path / "returns.md"
+    doc.write_text("# Returns\n\nUnworn items may be returned within 30 days.\n")
+    source = realtime(tmp_path, "sources", "add", str(doc), "--bot", "helpdesk")
+    assert source["title"] == "returns" and source["chunks"] >= 1
+    assert [s["id"] for s in realtime(tmp_path, "sources", "list", "--bot", "helpdesk")] == [
+        source["id"]
+    ]
+    realtime(tmp_path, "sources", "delete", source["id"], "--bot", "helpdesk")
+    assert realtime(tmp_path, "sources", "list", "--bot", "helpdesk") == []
+    assert "cannot read" in realtime(
+        tmp_path, "sources", "add", str(tmp_path / "none.md"), "--bot", "helpdesk", ok=False
+    )
+
+    quota = realtime(tmp_path, "tenants", "quota", "--monthly-messages", "1000")
+    assert quota["monthly_messages"] == 1000 and quota["usage"]["messages"] == 0
+    assert (
+        realtime(tmp_path, "tenants", "quota", "--monthly-messages", "none")["monthly_messages"]
+        is None
+    )
+    assert "a number" in realtime(
+        tmp_path, "tenants", "quota", "--monthly-messages", "-3", ok=False
+    )
+
+    realtime(tmp_path, "bots", "delete", "helpdesk")
+    assert "helpdesk" not in [b["bot_id"] for b in realtime(tmp_path, "bots", "list")]
+    realtime(
+        tmp_path, "agents", "add", "--name", "Bo Lee", "--email", "bo@example.com",
+        "--password", "correct horse",
+    )  # fmt: skip
+    assert [a["email"] for a in realtime(tmp_path, "agents", "list")] == ["bo@example.com"]
