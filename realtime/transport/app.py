@@ -9,7 +9,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from realtime.transport import admin, http
+from realtime.transport import admin, http, pages
 from realtime.transport.console import console_endpoint
 from realtime.transport.security import SecurityHeaders
 from realtime.transport.ws import visitor_endpoint
@@ -36,6 +36,7 @@ def core_routes() -> list[BaseRoute]:
         ),
         Route("/docs/{name}", http.docs),
         *admin.routes,
+        *pages.routes,
     ]
 
 

@@ -1,0 +1,1 @@
+// the widget: built by the widget work (issue 7)
