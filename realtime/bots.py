@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from realtime.agent.tools import DATA_TOOL_NAMES
+from realtime.contact import check_field_definitions
 from realtime.data.source import validate_data_source
 from realtime.errors import ProtocolError
 from realtime.types import SLUG_RE
@@ -149,6 +150,10 @@ FIELDS: dict[str, _Field] = {
     "handoff_offline_message": _Field(None, _string(2000, nullable=True)),
     "handoff_agent_label": _Field(None, _string(100, nullable=True)),
     "contact_form_enabled": _Field(False, _boolean),
+    "contact_form_fields": _Field(None, check_field_definitions),  # None: name, email, message
+    "contact_form_trigger": _Field("both", _choice("button", "no_agent", "both")),
+    "contact_form_button_display": _Field("after_response", _choice("always", "after_response")),
+    "contact_form_success_message": _Field(None, _string(2000, nullable=True)),
     "agent_confirmations": _Field(False, _boolean),  # agents may approve the visitor's writes
     "citations_enabled": _Field(True, _boolean),
     "include_links": _Field(True, _boolean),

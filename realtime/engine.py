@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from realtime import envelopes, events
+from realtime import contact, envelopes, events
 from realtime.agent.loop import Agent
 from realtime.agent.offline import OfflineProvider
 from realtime.agent.provider import Provider
@@ -581,6 +581,32 @@ class Engine:
     async def typing(self, session: Session, conversation_id: str, on: bool) -> None:
         await self.conversation_for(session, conversation_id)
         await self.streams.publish_ephemeral(events.typing(conversation_id, "visitor", on))
+
+    async def feedback(
+        self, session: Session, conversation_id: str, message_id: str, value: str | None
+    ) -> None:
+        """The visitor rates one of the bot's answers in their conversation."""
+        await self.conversation_for(session, conversation_id)
+        if not (
+            is_uuid(message_id)
+            and await self.store.set_feedback(conversation_id, message_id, value)
+        ):
+            raise NotFound("message_not_found", "no such answer in this conversation")
+
+    async def submit_contact(
+        self, session: Session, conversation_id: str, fields: dict[str, Any]
+    ) -> dict[str, str]:
+        """The contact form: the answers checked against the bot's fields, kept with the
+        conversation (the agents' handoff context shows them) and announced as
+        ``lead.captured``."""
+        await self.conversation_for(session, conversation_id)
+        config = session.config
+        if not config["contact_form_enabled"]:
+            raise Conflict("contact_form_unavailable", "this bot has no contact form")
+        info = contact.check_submission(contact.fields_of(config), fields)
+        await self.store.set_visitor_info(conversation_id, info)
+        await self.publish(events.lead_captured(conversation_id, info))
+        return info
 
     # -- human agents ------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ HANDOFF_CONTEXT = "handoff.context"
 TYPING = "typing"
 NOTICE = "notice"
 CONVERSATION_UPDATED = "conversation.updated"
+LEAD_CAPTURED = "lead.captured"
 
 TERMINAL_RUN_EVENTS = frozenset({RUN_COMPLETED, RUN_FAILED, RUN_CANCELLED})
 
@@ -288,6 +289,11 @@ def conversation_updated(
     conversation_id: str, *, status: str, agent: dict[str, Any] | None
 ) -> Event:
     return make(CONVERSATION_UPDATED, conversation_id, status=status, agent=agent)
+
+
+def lead_captured(conversation_id: str, visitor: dict[str, str]) -> Event:
+    """The visitor filled in the contact form (the answers, as the agents' consoles show)."""
+    return make(LEAD_CAPTURED, conversation_id, visitor=visitor)
 
 
 def tenant_event(channel: str, type: str, **fields: Any) -> Event:

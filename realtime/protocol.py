@@ -98,6 +98,23 @@ class HandoffCommand:
 
 
 @dataclass(frozen=True, slots=True)
+class Feedback:
+    """A visitor's thumbs up or down on an answer (``value`` None takes it back)."""
+
+    id: ClientId
+    conversation_id: str
+    message_id: str
+    value: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ContactSubmit:
+    id: ClientId
+    conversation_id: str
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class Ping:
     id: ClientId
 
@@ -111,6 +128,8 @@ Command = (
     | ConfirmationResolve
     | HandoffCommand
     | Typing
+    | Feedback
+    | ContactSubmit
     | Ping
 )
 
@@ -316,6 +335,33 @@ def _handoff(action: str) -> Callable[[dict[str, Any], ClientId], HandoffCommand
     return parse
 
 
+def _feedback(obj: dict[str, Any], client_id: ClientId) -> Feedback:
+    if "value" not in obj:
+        raise ProtocolError("missing_field", "'value' is required")
+    value = obj["value"]
+    if value not in ("positive", "negative", None):
+        raise ProtocolError("invalid_field", "'value' must be 'positive', 'negative' or null")
+    return Feedback(
+        id=client_id,
+        conversation_id=string_field(obj, "conversation_id", max_len=64),
+        message_id=string_field(obj, "message_id", max_len=64),
+        value=value,
+    )
+
+
+def _contact_submit(obj: dict[str, Any], client_id: ClientId) -> ContactSubmit:
+    fields = obj.get("fields")
+    if fields is None:
+        raise ProtocolError("missing_field", "'fields' is required")
+    if not isinstance(fields, dict):
+        raise ProtocolError("invalid_field", "'fields' must be an object")
+    return ContactSubmit(
+        id=client_id,
+        conversation_id=string_field(obj, "conversation_id", max_len=64),
+        fields=fields,
+    )
+
+
 def _ping(obj: dict[str, Any], client_id: ClientId) -> Ping:
     return Ping(id=client_id)
 
@@ -330,6 +376,8 @@ PARSERS: dict[str, Callable[[dict[str, Any], ClientId], Command]] = {
     "handoff.request": _handoff("request"),
     "handoff.cancel": _handoff("cancel"),
     "typing": _typing,
+    "feedback": _feedback,
+    "contact.submit": _contact_submit,
     "ping": _ping,
 }
 

@@ -149,6 +149,8 @@ class Message:
             wire["status"] = self.status
         if self.confidence is not None:
             wire["confidence"] = self.confidence
+        if self.feedback is not None:
+            wire["feedback"] = self.feedback
         if self.meta.get("client_id") is not None:
             wire["client_id"] = self.meta["client_id"]
         if self.meta.get("agent") is not None:

@@ -332,6 +332,38 @@ class Store:
             ).first()
         return Conversation(**row._mapping) if row else None
 
+    async def set_feedback(self, conversation_id: str, message_id: str, value: str | None) -> bool:
+        """The visitor's feedback on one of the conversation's answers; False when there is
+        no such answer."""
+        async with self.write() as conn:
+            done = await conn.execute(
+                update(messages)
+                .where(
+                    messages.c.id == message_id,
+                    messages.c.conversation_id == conversation_id,
+                    messages.c.role == "assistant",
+                )
+                .values(feedback=value)
+            )
+            return bool(done.rowcount == 1)
+
+    async def set_visitor_info(self, conversation_id: str, info: dict[str, str]) -> None:
+        """What the visitor told about themselves (the contact form), kept in the
+        conversation's ``meta.visitor_info`` (later answers add to earlier ones)."""
+        async with self.write() as conn:
+            meta = (
+                await conn.execute(
+                    select(conversations.c.meta)
+                    .where(conversations.c.id == conversation_id)
+                    .with_for_update()
+                )
+            ).scalar_one()
+            meta = dict(meta or {})
+            meta["visitor_info"] = {**(meta.get("visitor_info") or {}), **info}
+            await conn.execute(
+                update(conversations).where(conversations.c.id == conversation_id).values(meta=meta)
+            )
+
     async def stream_cursor(self, conversation_id: str) -> tuple[int, int]:
         async with self.read() as conn:
             row = (

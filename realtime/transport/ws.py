@@ -7,13 +7,15 @@ from typing import Any
 
 from starlette.websockets import WebSocket
 
-from realtime import protocol
+from realtime import contact, protocol
 from realtime.engine import Accepted, Engine, Session
 from realtime.errors import RealtimeError
 from realtime.events import HANDOFF_CONTEXT, TYPING, Frame
 from realtime.protocol import (
     Command,
     ConfirmationResolve,
+    ContactSubmit,
+    Feedback,
     HandoffCommand,
     Hello,
     MessageSend,
@@ -65,6 +67,14 @@ class VisitorConnection(Connection):
             await engine.typing(session, command.conversation_id, command.on)
             if command.id is not None:
                 self.send("ack", command.id)
+        elif isinstance(command, Feedback):
+            await engine.feedback(
+                session, command.conversation_id, command.message_id, command.value
+            )
+            self.send("ack", command.id, message_id=command.message_id, value=command.value)
+        elif isinstance(command, ContactSubmit):
+            visitor = await engine.submit_contact(session, command.conversation_id, command.fields)
+            self.send("ack", command.id, conversation_id=command.conversation_id, visitor=visitor)
 
     async def _hello(self, hello: Hello) -> None:
         if self.session is not None:
@@ -107,7 +117,12 @@ class VisitorConnection(Connection):
             "handoff_available": bool(
                 await self.engine.handoffs.presence.online(session.bot.tenant_id)
             ),
+            "handoff_offline_message": config["handoff_offline_message"],
             "contact_form_enabled": config["contact_form_enabled"],
+            "contact_form_fields": contact.fields_of(config),
+            "contact_form_trigger": config["contact_form_trigger"],
+            "contact_form_button_display": config["contact_form_button_display"],
+            "contact_form_success_message": config["contact_form_success_message"],
         }
         if session.envelope is not None and session.envelope.greeting is not None:
             bot["welcome_message"] = session.envelope.greeting  # the page's own greeting (g)

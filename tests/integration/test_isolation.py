@@ -756,6 +756,8 @@ VISITOR_COMMANDS: list[tuple[str, dict[str, Any], tuple[str, str | None]]] = [
     ("confirmation.resolve", {"tool_call_id": "call_1", "decision": "reject"}, NO_CONVERSATION),
     ("handoff.request", {}, NO_CONVERSATION),
     ("handoff.cancel", {}, NO_CONVERSATION),
+    ("feedback", {"message_id": fresh(), "value": "negative"}, NO_CONVERSATION),
+    ("contact.submit", {"fields": {"name": "Eve", "email": "eve@example.com"}}, NO_CONVERSATION),
 ]
 
 
