@@ -16,6 +16,8 @@ from realtime.protocol import (
     PARSERS,
     Command,
     ConfirmationResolve,
+    ContactSubmit,
+    Feedback,
     HandoffCommand,
     Hello,
     MessageSend,
@@ -40,6 +42,8 @@ COMMAND_TYPES = (
     ConfirmationResolve,
     HandoffCommand,
     Typing,
+    Feedback,
+    ContactSubmit,
     Ping,
 )
 TYPE_OF = {
@@ -52,6 +56,8 @@ TYPE_OF = {
     "handoff.request": HandoffCommand,
     "handoff.cancel": HandoffCommand,
     "typing": Typing,
+    "feedback": Feedback,
+    "contact.submit": ContactSubmit,
     "ping": Ping,
 }
 KNOWN_KEYS = frozenset(
@@ -72,6 +78,9 @@ KNOWN_KEYS = frozenset(
         "tool_call_id",
         "decision",
         "params",
+        "message_id",
+        "value",
+        "fields",
     }
 )
 DOCUMENTED_CODES = {"invalid_json", "missing_field", "invalid_field", "unknown_type"}
@@ -648,6 +657,17 @@ def valid_commands(draw: st.DrawFn) -> tuple[dict[str, Any], Command]:
             decision=decision,
             params=value_of(params),
         )
+    elif kind == "feedback":
+        conversation_id = draw(text_of(64))
+        message_id = draw(text_of(64))
+        value = draw(st.sampled_from(["positive", "negative", None]))
+        frame.update(conversation_id=conversation_id, message_id=message_id, value=value)
+        expected = Feedback(cid, conversation_id, message_id, value)
+    elif kind == "contact.submit":
+        conversation_id = draw(text_of(64))
+        fields = draw(st.dictionaries(st.text(max_size=8), st.text(max_size=20), max_size=4))
+        frame.update(conversation_id=conversation_id, fields=fields)
+        expected = ContactSubmit(cid, conversation_id, fields)
     else:
         expected = Ping(id=cid)
     return frame, expected
@@ -680,6 +700,8 @@ def test_field_errors_echo_a_valid_id(case: tuple[dict[str, Any], Command], junk
         Typing: "conversation_id",
         ConfirmationResolve: "tool_call_id",
         HandoffCommand: "conversation_id",
+        Feedback: "message_id",
+        ContactSubmit: "fields",
     }[type(expected)]
     del frame[required]
     exc = parse_error(orjson.dumps(frame).decode())
