@@ -65,24 +65,28 @@ def check_submission(fields: list[dict[str, Any]], submitted: Mapping[str, Any])
     known = {f["name"]: f for f in fields}
     unknown = sorted(set(submitted) - set(known))
     if unknown:
-        raise ProtocolError("invalid_field", f"unknown contact field {unknown[0][:40]!r}")
+        raise ProtocolError(
+            "invalid_field", f"unknown contact field {unknown[0][:40]!r}", field=unknown[0][:40]
+        )
     answers: dict[str, str] = {}
     for name, field in known.items():
         value = submitted.get(name)
         if value is None or (isinstance(value, str) and not value.strip()):
             if field["required"]:
-                raise ProtocolError("missing_field", f"'{name}' is required")
+                raise ProtocolError("missing_field", f"'{name}' is required", field=name)
             continue
         if not isinstance(value, str):
-            raise ProtocolError("invalid_field", f"'{name}' must be a string")
+            raise ProtocolError("invalid_field", f"'{name}' must be a string", field=name)
         value = value.strip()
         kind = field["type"]
         if len(value) > FIELD_TYPES[kind]:
-            raise ProtocolError("invalid_field", f"'{name}' is over {FIELD_TYPES[kind]} characters")
+            raise ProtocolError(
+                "invalid_field", f"'{name}' is over {FIELD_TYPES[kind]} characters", field=name
+            )
         if kind == "email" and not _EMAIL.fullmatch(value):
-            raise ProtocolError("invalid_field", f"'{name}' is not an email address")
+            raise ProtocolError("invalid_field", f"'{name}' is not an email address", field=name)
         if kind == "tel" and not _PHONE.fullmatch(value):
-            raise ProtocolError("invalid_field", f"'{name}' is not a phone number")
+            raise ProtocolError("invalid_field", f"'{name}' is not a phone number", field=name)
         answers[name] = value
     if not answers:
         raise ProtocolError("missing_field", "the contact form is empty")

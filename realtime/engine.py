@@ -38,7 +38,7 @@ from realtime.data.source import DataSources
 from realtime.envelopes import Envelope, EnvelopeInvalid
 from realtime.errors import AuthError, Conflict, Forbidden, NotFound, ProtocolError, RateLimited
 from realtime.events import Frame
-from realtime.handoff import Handoffs, asks_for_human, tenant_channel
+from realtime.handoff import Handoffs, asks_for_human, check_handoff_allowed, tenant_channel
 from realtime.knowledge.retrieval import Retriever
 from realtime.limits import message_rules
 from realtime.metrics import Metrics
@@ -530,6 +530,22 @@ class Engine:
                 await self.handoffs.request(conversation, "message")
         return accepted
 
+    async def new_conversation(self, session: Session) -> str:
+        """An empty conversation of the session's identity and bot."""
+        identity = session.identity
+        return await self.store.create_conversation(identity.tenant, identity.key, session.bot.uuid)
+
+    def check_handoff(self, session: Session) -> None:
+        """Raise ``handoff_unavailable`` unless the visitor's button may hand off here."""
+        check_handoff_allowed(session.config, "button")
+
+    def check_contact(self, session: Session, fields: dict[str, Any]) -> dict[str, str]:
+        """The contact form's answers as the bot's fields take them (or its error)."""
+        config = session.config
+        if not config["contact_form_enabled"]:
+            raise Conflict("contact_form_unavailable", "this bot has no contact form")
+        return contact.check_submission(contact.fields_of(config), fields)
+
     async def request_handoff(self, session: Session, conversation_id: str) -> bool:
         """The visitor's button: queue the conversation for a person (False: already is)."""
         conversation = await self.conversation_for(session, conversation_id)
@@ -600,10 +616,7 @@ class Engine:
         conversation (the agents' handoff context shows them) and announced as
         ``lead.captured``."""
         await self.conversation_for(session, conversation_id)
-        config = session.config
-        if not config["contact_form_enabled"]:
-            raise Conflict("contact_form_unavailable", "this bot has no contact form")
-        info = contact.check_submission(contact.fields_of(config), fields)
+        info = self.check_contact(session, fields)
         await self.store.set_visitor_info(conversation_id, info)
         await self.publish(events.lead_captured(conversation_id, info))
         return info

@@ -36,17 +36,27 @@ class RealtimeError(Exception):
     retryable: bool = False
 
     def __init__(
-        self, code: str | None = None, message: str | None = None, *, retryable: bool | None = None
+        self,
+        code: str | None = None,
+        message: str | None = None,
+        *,
+        retryable: bool | None = None,
+        field: str | None = None,
     ) -> None:
         if code is not None:
             self.code = code
         if retryable is not None:
             self.retryable = retryable
         self.message = message or self.code.replace("_", " ")
+        self.field = field  # the input field at fault, when one is
         super().__init__(self.message)
 
+    def details(self) -> dict[str, Any]:
+        """What an error reply carries beside ``code`` and ``message``."""
+        return {"field": self.field} if self.field is not None else {}
+
     def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message}
+        return {"code": self.code, "message": self.message, **self.details()}
 
 
 class ProtocolError(RealtimeError):

@@ -274,6 +274,7 @@ def handoff_context(
     summary: str,
     visitor: dict[str, Any],
     pending_confirmation: dict[str, Any] | None,
+    agent_confirmations: bool = False,
 ) -> Event:
     return make(
         HANDOFF_CONTEXT,
@@ -282,6 +283,7 @@ def handoff_context(
         summary=summary,
         visitor=visitor,
         pending_confirmation=pending_confirmation,
+        agent_confirmations=agent_confirmations,
     )
 
 

@@ -103,14 +103,7 @@ class Handoffs:
         Raises ``handoff_unavailable`` when the bot does not allow this kind of request.
         """
         config = await self._bot_config(conversation)
-        if not config["handoff_enabled"]:
-            raise Conflict("handoff_unavailable", "this bot does not hand off to people")
-        trigger = config["handoff_trigger"]
-        allowed = (trigger in ("button", "both") and reason in BUTTON_REASONS) or (
-            trigger in ("auto", "both") and reason in AUTO_REASONS
-        )
-        if not allowed:
-            raise Conflict("handoff_unavailable", f"this bot's handoff trigger is {trigger!r}")
+        check_handoff_allowed(config, reason)
         if not await self._store.handoff.queue_conversation(conversation.id, reason):
             return False
         await self._runs.stop(conversation.id)
@@ -159,15 +152,7 @@ class Handoffs:
         await self._publish(
             events.conversation_updated(cid, status="with_human", agent=agent.public())
         )
-        await self._publish(
-            events.handoff_context(
-                cid,
-                agent=agent.public(),
-                summary=await self._summary(owned),
-                visitor=_visitor(owned),
-                pending_confirmation=await self._pending(cid),
-            )
-        )
+        await self._publish(await self._context(owned, agent))
         if before == "pending_human":
             await self._queue_removed(owned, "claimed")
         return owned
@@ -268,13 +253,15 @@ class Handoffs:
             await self._publish(
                 events.conversation_updated(cid, status="with_human", agent=target.public())
             )
-            await self._publish(
-                events.handoff_context(
-                    cid,
-                    agent=target.public(),
-                    summary=await self._summary(moved),
-                    visitor=_visitor(moved),
-                    pending_confirmation=await self._pending(cid),
+            await self._publish(await self._context(moved, target))
+            await self._streams.publish_ephemeral(
+                events.tenant_event(
+                    tenant_channel(moved.tenant_id),
+                    "conversation.assigned",
+                    conversation_id=cid,
+                    agent_id=target.id,
+                    from_agent_id=agent.id,
+                    reason=reason,
                 )
             )
 
@@ -369,6 +356,42 @@ class Handoffs:
             events.tenant_event(tenant_channel(conversation.tenant_id), "queue.added", item=item)
         )
 
+    async def _context(self, conversation: Conversation, agent: HumanAgent) -> events.Event:
+        """The packet the agent who now owns the conversation reads first."""
+        bot = await self._store.get_bot_by_uuid(conversation.bot_uuid)
+        return events.handoff_context(
+            conversation.id,
+            agent=agent.public(),
+            summary=await self._summary(conversation),
+            visitor=_visitor(conversation),
+            pending_confirmation=await self._pending(conversation.id),
+            agent_confirmations=bool(
+                bot is not None and with_defaults(bot.config)["agent_confirmations"]
+            ),
+        )
+
+    async def agents_info(self, tenant_id: str) -> dict[str, dict[str, Any]]:
+        """Every agent of the tenant with its label and merged presence (consoles show
+        names, not ids)."""
+        seen = await self.presence.snapshot(tenant_id)
+        return {
+            agent.id: {
+                "label": agent.label,
+                "name": agent.name,
+                "status": seen.get(agent.id, "offline"),
+            }
+            for agent in await self._store.handoff.list_agents(tenant_id)
+        }
+
+    async def live(self, agent: HumanAgent, within: timedelta) -> list[dict[str, Any]]:
+        """The tenant's conversations with the bot that moved within ``within``, for an
+        agent to watch (and take over)."""
+        found = await self._store.handoff.live_conversations(agent.tenant_id, utcnow() - within)
+        return [
+            {"conversation": conversation.to_wire(), "active_run": running}
+            for conversation, running in found
+        ]
+
     async def _queue_removed(self, conversation: Conversation, reason: str) -> None:
         await self._streams.publish_ephemeral(
             events.tenant_event(
@@ -380,9 +403,14 @@ class Handoffs:
         )
 
     async def _presence_changed(self, tenant_id: str, agent_id: str, status: str) -> None:
+        agent = await self._store.handoff.get_agent(agent_id)
         await self._streams.publish_ephemeral(
             events.tenant_event(
-                tenant_channel(tenant_id), "presence.updated", agent_id=agent_id, status=status
+                tenant_channel(tenant_id),
+                "presence.updated",
+                agent_id=agent_id,
+                status=status,
+                label=agent.label if agent is not None else None,
             )
         )
 
@@ -437,6 +465,18 @@ _REASONS = {
 def _clip(text: str, limit: int = 200) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def check_handoff_allowed(config: dict[str, Any], reason: str) -> None:
+    """Raise ``handoff_unavailable`` unless the bot (its ``config``) hands off for ``reason``."""
+    if not config["handoff_enabled"]:
+        raise Conflict("handoff_unavailable", "this bot does not hand off to people")
+    trigger = config["handoff_trigger"]
+    allowed = (trigger in ("button", "both") and reason in BUTTON_REASONS) or (
+        trigger in ("auto", "both") and reason in AUTO_REASONS
+    )
+    if not allowed:
+        raise Conflict("handoff_unavailable", f"this bot's handoff trigger is {trigger!r}")
 
 
 def _visitor(conversation: Conversation) -> dict[str, Any]:

@@ -94,7 +94,7 @@ class HandoffCommand:
 
     id: ClientId
     action: str  # request | cancel
-    conversation_id: str
+    conversation_id: str | None  # request without one: a new conversation
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +110,7 @@ class Feedback:
 @dataclass(frozen=True, slots=True)
 class ContactSubmit:
     id: ClientId
-    conversation_id: str
+    conversation_id: str | None  # None: a new conversation
     fields: dict[str, Any]
 
 
@@ -220,12 +220,14 @@ def string_field(obj: dict[str, Any], name: str, *, max_len: int, required: bool
     value = obj.get(name)
     if value is None:
         if required:
-            raise ProtocolError("missing_field", f"'{name}' is required")
+            raise ProtocolError("missing_field", f"'{name}' is required", field=name)
         return None
     if not isinstance(value, str):
-        raise ProtocolError("invalid_field", f"'{name}' must be a string")
+        raise ProtocolError("invalid_field", f"'{name}' must be a string", field=name)
     if not value or len(value) > max_len:
-        raise ProtocolError("invalid_field", f"'{name}' must be 1..{max_len} characters")
+        raise ProtocolError(
+            "invalid_field", f"'{name}' must be 1..{max_len} characters", field=name
+        )
     return value
 
 
@@ -233,10 +235,10 @@ def seq_field(obj: dict[str, Any], name: str, *, required: bool) -> Any:
     value = obj.get(name)
     if value is None:
         if required:
-            raise ProtocolError("missing_field", f"'{name}' is required")
+            raise ProtocolError("missing_field", f"'{name}' is required", field=name)
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**53:
-        raise ProtocolError("invalid_field", f"'{name}' must be a non-negative integer")
+        raise ProtocolError("invalid_field", f"'{name}' must be a non-negative integer", field=name)
     return value
 
 
@@ -330,7 +332,10 @@ def _confirmation_resolve(obj: dict[str, Any], client_id: ClientId) -> Confirmat
 
 def _handoff(action: str) -> Callable[[dict[str, Any], ClientId], HandoffCommand]:
     def parse(obj: dict[str, Any], client_id: ClientId) -> HandoffCommand:
-        return HandoffCommand(client_id, action, string_field(obj, "conversation_id", max_len=64))
+        conversation_id = string_field(
+            obj, "conversation_id", max_len=64, required=action != "request"
+        )
+        return HandoffCommand(client_id, action, conversation_id)
 
     return parse
 
@@ -357,7 +362,7 @@ def _contact_submit(obj: dict[str, Any], client_id: ClientId) -> ContactSubmit:
         raise ProtocolError("invalid_field", "'fields' must be an object")
     return ContactSubmit(
         id=client_id,
-        conversation_id=string_field(obj, "conversation_id", max_len=64),
+        conversation_id=string_field(obj, "conversation_id", max_len=64, required=False),
         fields=fields,
     )
 

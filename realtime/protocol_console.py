@@ -45,6 +45,14 @@ class ConversationsList:
 
 
 @dataclass(frozen=True, slots=True)
+class ConversationsLive:
+    """The tenant's conversations with the bot that moved in the last ``minutes``."""
+
+    id: ClientId
+    minutes: int = 30
+
+
+@dataclass(frozen=True, slots=True)
 class ConversationAction:
     id: ClientId
     action: str  # one of CONVERSATION_ACTIONS
@@ -95,6 +103,13 @@ def _list(obj: dict[str, Any], client_id: ClientId) -> ConversationsList:
     return ConversationsList(client_id)
 
 
+def _live(obj: dict[str, Any], client_id: ClientId) -> ConversationsLive:
+    minutes = obj.get("minutes", 30)
+    if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 1440:
+        raise ProtocolError("invalid_field", "'minutes' must be an integer 1..1440")
+    return ConversationsLive(client_id, minutes)
+
+
 def _action(action: str) -> Parser:
     def parse(obj: dict[str, Any], client_id: ClientId) -> ConversationAction:
         return ConversationAction(
@@ -127,6 +142,7 @@ CONSOLE_PARSERS: dict[str, Callable[[dict[str, Any], ClientId], Any]] = {
     "queue.subscribe": _queue("subscribe"),
     "queue.unsubscribe": _queue("unsubscribe"),
     "conversations.list": _list,
+    "conversations.live": _live,
     **{f"conversation.{action}": _action(action) for action in CONVERSATION_ACTIONS},
     "conversation.send": _send,
     "conversation.transfer": _transfer,

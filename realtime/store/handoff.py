@@ -21,7 +21,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 
 from realtime.store.conflicts import duplicate_is
 from realtime.store.records import Conversation, HumanAgent, utcnow
@@ -31,6 +31,7 @@ from realtime.store.schema import (
     agents,
     conversations,
     messages,
+    runs,
 )
 from realtime.types import new_id
 
@@ -251,6 +252,45 @@ class HandoffStore:
             )
 
     # -- reading -----------------------------------------------------------------------------
+
+    async def revoke_agent_token(self, raw: str) -> bool:
+        """Sign-out: the token no longer opens a console (False when it was not live)."""
+        async with self.write() as conn:
+            done = await conn.execute(
+                delete(agent_tokens).where(agent_tokens.c.token_hash == _sha256(raw))
+            )
+            return bool(done.rowcount)
+
+    async def live_conversations(
+        self, tenant_id: str, since: datetime, limit: int = 50
+    ) -> list[tuple[Conversation, bool]]:
+        """The tenant's conversations with the bot that moved since ``since``, newest first,
+        each with whether a run is going on or waiting in it."""
+        active = (
+            select(runs.c.id)
+            .where(
+                runs.c.conversation_id == conversations.c.id,
+                runs.c.status.in_(("queued", "running", "awaiting_confirmation")),
+            )
+            .exists()
+        )
+        async with self.read() as conn:
+            rows = await conn.execute(
+                select(*CONVERSATION_COLUMNS, active.label("active_run"))
+                .where(
+                    conversations.c.tenant_id == tenant_id,
+                    conversations.c.status == "bot",
+                    conversations.c.updated_at >= since,
+                )
+                .order_by(conversations.c.updated_at.desc(), conversations.c.id)
+                .limit(limit)
+            )
+            found = []
+            for row in rows:
+                data = dict(row._mapping)
+                running = bool(data.pop("active_run"))
+                found.append((Conversation(**data), running))
+            return found
 
     async def queue(self, tenant_id: str) -> list[Conversation]:
         """The tenant's conversations waiting for a human, longest waiting first."""

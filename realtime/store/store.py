@@ -332,6 +332,28 @@ class Store:
             ).first()
         return Conversation(**row._mapping) if row else None
 
+    async def create_conversation(self, tenant_id: str, owner: str, bot_uuid: str) -> str:
+        """An empty conversation (a visitor asked for a person, or left their details,
+        before writing anything)."""
+        now = utcnow()
+        conversation_id = new_id()
+        async with self.write() as conn:
+            await conn.execute(
+                insert(conversations).values(
+                    id=conversation_id,
+                    tenant_id=tenant_id,
+                    bot_uuid=bot_uuid,
+                    owner=owner,
+                    status="bot",
+                    title=None,
+                    epoch=1,
+                    seq_hwm=0,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        return conversation_id
+
     async def set_feedback(self, conversation_id: str, message_id: str, value: str | None) -> bool:
         """The visitor's feedback on one of the conversation's answers; False when there is
         no such answer."""

@@ -22,6 +22,7 @@ def core_routes() -> list[BaseRoute]:
         WebSocketRoute("/ws", visitor_endpoint),
         WebSocketRoute("/ws/console", console_endpoint),
         Route("/realtime/v1/agents/login", http.agent_login, methods=["POST"]),
+        Route("/realtime/v1/agents/logout", http.agent_logout, methods=["POST"]),
         Route("/health", http.health),
         Route("/ready", http.ready),
         Route("/metrics", http.metrics),

@@ -148,14 +148,14 @@ class Connection:
                     text, max_frame_bytes=self.settings.max_frame_bytes, parsers=self.parsers
                 )
             except RealtimeError as exc:
-                self.error(exc.code, exc.message, getattr(exc, "id", None))
+                self.error(exc.code, exc.message, getattr(exc, "id", None), **exc.details())
                 continue
             try:
                 await self._dispatch(command)
             except RateLimited as exc:
                 self.error(exc.code, exc.message, command.id, retry_after=round(exc.retry_after, 3))
             except RealtimeError as exc:
-                self.error(exc.code, exc.message, command.id)
+                self.error(exc.code, exc.message, command.id, **exc.details())
             except Exception:
                 log.exception("command %s failed", type(command).__name__)
                 self.error("internal_error", "the server failed; try again", command.id)

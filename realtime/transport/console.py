@@ -10,6 +10,7 @@ replies.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from functools import partial
 
 from starlette.websockets import WebSocket
@@ -25,6 +26,7 @@ from realtime.protocol_console import (
     ConversationAction,
     ConversationSend,
     ConversationsList,
+    ConversationsLive,
     ConversationTransfer,
     PresenceSet,
     QueueCommand,
@@ -78,6 +80,9 @@ class AgentConnection(Connection):
         elif isinstance(command, ConversationTransfer):
             await handoffs.transfer(agent, command.conversation_id, command.to_agent_id)
             self.send("ack", command.id, conversation_id=command.conversation_id)
+        elif isinstance(command, ConversationsLive):
+            live = await handoffs.live(agent, timedelta(minutes=command.minutes))
+            self.send("ack", command.id, conversations=live)
         elif isinstance(command, ConversationsList):
             items = [
                 {"conversation": conversation.to_wire(), "unread": unread}
@@ -121,13 +126,19 @@ class AgentConnection(Connection):
         self.agent = agent
         presence = self.engine.handoffs.presence
         presence.connect(agent.tenant_id, agent.id)
+        # The shared registry hears of this connection a moment later: say it here already.
+        agents = {**await presence.snapshot(agent.tenant_id), agent.id: presence.status(agent.id)}
+        info = await self.engine.handoffs.agents_info(agent.tenant_id)
+        if agent.id in info:
+            info[agent.id]["status"] = agents[agent.id]
         self.send(
             "welcome",
             hello.id,
             protocol=protocol.PROTOCOL_VERSION,
             agent=agent.to_wire(),
             presence=presence.status(agent.id),
-            agents=await presence.snapshot(agent.tenant_id),
+            agents=agents,
+            agents_info=info,
             limits={
                 "max_message_chars": self.settings.max_message_chars,
                 "max_frame_bytes": self.settings.max_frame_bytes,

@@ -16,7 +16,14 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from realtime.engine import Engine
-from realtime.errors import NotFound, PayloadTooLarge, ProtocolError, RateLimited, RealtimeError
+from realtime.errors import (
+    AuthError,
+    NotFound,
+    PayloadTooLarge,
+    ProtocolError,
+    RateLimited,
+    RealtimeError,
+)
 from realtime.protocol import check_shape
 
 VERSION = "0.1.0"
@@ -167,6 +174,16 @@ async def agent_login(request: Request) -> Response:
     except RealtimeError as exc:
         return error_response(exc)
     return JSON({"token": token, "expires_at": expires_at, "agent": agent.to_wire()})
+
+
+async def agent_logout(request: Request) -> Response:
+    """``POST /realtime/v1/agents/logout`` with ``Authorization: Bearer <console token>``:
+    the token stops working (204); an unknown one is 401."""
+    engine: Engine = request.app.state.engine
+    token = bearer(request)
+    if token is None or not await engine.store.handoff.revoke_agent_token(token):
+        return error_response(AuthError("unauthorized", "unknown or expired token"))
+    return Response(status_code=204)
 
 
 async def json_body(request: Request, limit: int = 4 * 1024 * 1024) -> dict[str, Any]:

@@ -58,9 +58,14 @@ class VisitorConnection(Connection):
             await self.resolve_confirmation(command, partial(engine.resolve_confirmation, session))
         elif isinstance(command, HandoffCommand):
             if command.action == "request":
-                queued = await engine.request_handoff(session, command.conversation_id)
-                self.send("ack", command.id, conversation_id=command.conversation_id, queued=queued)
+                cid = command.conversation_id
+                if cid is None:
+                    engine.check_handoff(session)
+                    cid = await self._new_conversation(session)
+                queued = await engine.request_handoff(session, cid)
+                self.send("ack", command.id, conversation_id=cid, queued=queued)
             else:
+                assert command.conversation_id is not None
                 await engine.cancel_handoff(session, command.conversation_id)
                 self.send("ack", command.id, conversation_id=command.conversation_id)
         elif isinstance(command, Typing):
@@ -73,8 +78,20 @@ class VisitorConnection(Connection):
             )
             self.send("ack", command.id, message_id=command.message_id, value=command.value)
         elif isinstance(command, ContactSubmit):
-            visitor = await engine.submit_contact(session, command.conversation_id, command.fields)
-            self.send("ack", command.id, conversation_id=command.conversation_id, visitor=visitor)
+            cid = command.conversation_id
+            if cid is None:
+                engine.check_contact(session, command.fields)
+                cid = await self._new_conversation(session)
+            visitor = await engine.submit_contact(session, cid, command.fields)
+            self.send("ack", command.id, conversation_id=cid, visitor=visitor)
+
+    async def _new_conversation(self, session: Session) -> str:
+        """Start an empty conversation and follow it from its first event, checked first so
+        a refusal leaves nothing behind."""
+        self.check_subscription_room()
+        cid = await self.engine.new_conversation(session)
+        await self.subscribe(cid, 0, None)
+        return cid
 
     async def _hello(self, hello: Hello) -> None:
         if self.session is not None:

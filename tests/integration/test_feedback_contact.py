@@ -134,3 +134,56 @@ async def test_the_contact_form_checks_the_bots_fields_and_captures_the_lead(
     ]
     assert answers[5] == {"type": "ack", "id": "c5", "conversation_id": cid, "visitor": lead}
     assert stored is not None and stored.meta["visitor_info"] == lead  # only the accepted one
+
+
+async def count_conversations(server: RunningServer) -> int:
+    async with server.engine.store.read() as conn:
+        from sqlalchemy import func, select
+
+        from realtime.store.schema import conversations
+
+        return int(
+            (await conn.execute(select(func.count()).select_from(conversations))).scalar_one()
+        )
+
+
+async def test_a_person_or_the_contact_form_before_any_message_starts_a_conversation(
+    server: RunningServer,
+) -> None:
+    async with ws_client(server) as visitor:
+        await visitor.hello()
+        await visitor.send(type="handoff.request", id="h0")
+        refused = await reply(visitor, "h0")  # the demo bot does not hand off (yet)
+        await visitor.send(type="contact.submit", id="c0", fields={"name": "Ann"})
+        no_form = await reply(visitor, "c0")
+    empty = await count_conversations(server)
+    async with server.admin() as admin:
+        await admin.patch(
+            "/admin/v1/tenants/default/bots/demo",
+            json={"handoff_enabled": True, "contact_form_enabled": True},
+        )
+    async with ws_client(server) as visitor:
+        await visitor.hello()
+        await visitor.send(type="contact.submit", id="c1", fields={"name": "Ann", "email": "x"})
+        bad = await reply(visitor, "c1")
+        still_empty = await count_conversations(server)
+        await visitor.send(
+            type="contact.submit", id="c2", fields={"name": "Ann", "email": "ann@example.com"}
+        )
+        seen = await visitor.recv_until("lead.captured")
+        seen += [] if any(f.get("id") == "c2" for f in seen) else await visitor.recv_until("ack")
+        form = next(f for f in seen if f.get("id") == "c2")
+        lead = [f for f in seen if f["type"] == "lead.captured"]
+        await visitor.send(type="handoff.request", id="h1")
+        seen = await visitor.recv_until("handoff.requested")
+        seen += [] if any(f.get("id") == "h1" for f in seen) else await visitor.recv_until("ack")
+        asked = next(f for f in seen if f.get("id") == "h1")
+        requested = [f for f in seen if f["type"] == "handoff.requested"]
+    assert (refused["code"], no_form["code"]) == ("handoff_unavailable", "contact_form_unavailable")
+    assert (empty, still_empty) == (0, 0)  # nothing was started for a refusal
+    assert (bad["code"], bad["field"]) == ("invalid_field", "email")
+    assert form["type"] == "ack" and lead[-1]["conversation_id"] == form["conversation_id"]
+    assert asked["type"] == "ack" and asked["queued"] is True
+    assert asked["conversation_id"] != form["conversation_id"]  # each started its own
+    assert requested[-1]["conversation_id"] == asked["conversation_id"]
+    assert await count_conversations(server) == 2

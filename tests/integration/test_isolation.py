@@ -903,6 +903,7 @@ async def test_agents_of_one_tenant_never_reach_anothers_conversations_or_agents
 ) -> None:
     # Every command of the console that names a conversation is tried (a new one too).
     without_conversation = {"hello", "ping", "presence.set", "conversations.list"}
+    without_conversation |= {"conversations.live"}
     without_conversation |= {"queue.subscribe", "queue.unsubscribe"}
     untried = set(CONSOLE_PARSERS) - without_conversation - {c for c, _, _ in CONSOLE_COMMANDS}
     assert not untried, f"add these console commands to CONSOLE_COMMANDS: {untried}"
@@ -976,6 +977,19 @@ async def test_agents_of_one_tenant_never_reach_anothers_conversations_or_agents
                 "/ws/console conversations.list",
                 [item["conversation"]["id"] for item in listed["conversations"]],
                 [a.conversations["claimed"]],
+            )
+            live = await peer.call("conversations.live", minutes=1440)
+            assert live["conversations"], live  # the control: A's own are there
+            audit.expect(
+                "/ws/console conversations.live: only A's bot conversations",
+                {item["conversation"]["id"] for item in live["conversations"]}
+                - set(a.conversations.values()),
+                set(),
+            )
+            audit.expect(
+                "/ws/console welcome: the agents named",
+                set(welcome["agents_info"]) - {a.agents["desk"]["id"], a.agents["lead"]["id"]},
+                set(),
             )
             # The control: A's own conversation is there.
             mine = await peer.call("conversation.watch", conversation_id=a.conversations["session"])

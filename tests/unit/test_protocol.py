@@ -689,6 +689,8 @@ def test_field_errors_echo_a_valid_id(case: tuple[dict[str, Any], Command], junk
     frame, expected = case
     if isinstance(expected, Ping):
         return
+    if isinstance(expected, HandoffCommand) and expected.action == "request":
+        return  # without a conversation, a request starts one
     frame = dict(frame)
     frame["id"] = junk_id
     required = {
