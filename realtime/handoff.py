@@ -148,11 +148,12 @@ class Handoffs:
         owned = await self._store.get_conversation(conversation.id)
         assert owned is not None
         cid = conversation.id
+        # The packet first (DECISIONS 13): the agent reads it before anything else happens.
+        await self._publish(await self._context(owned, agent))
         await self._publish(events.handoff_accepted(cid, agent.public(), take_over=take_over))
         await self._publish(
             events.conversation_updated(cid, status="with_human", agent=agent.public())
         )
-        await self._publish(await self._context(owned, agent))
         if before == "pending_human":
             await self._queue_removed(owned, "claimed")
         return owned
@@ -253,7 +254,10 @@ class Handoffs:
             await self._publish(
                 events.conversation_updated(cid, status="with_human", agent=target.public())
             )
-            await self._publish(await self._context(moved, target))
+            context = await self._context_fields(moved, target)
+            await self._publish(events.handoff_context(cid, **context))
+            # The new owner learns of it here, with the packet (it follows the conversation
+            # only from now, after the packet's seq).
             await self._streams.publish_ephemeral(
                 events.tenant_event(
                     tenant_channel(moved.tenant_id),
@@ -262,6 +266,7 @@ class Handoffs:
                     agent_id=target.id,
                     from_agent_id=agent.id,
                     reason=reason,
+                    context=context,
                 )
             )
 
@@ -358,17 +363,23 @@ class Handoffs:
 
     async def _context(self, conversation: Conversation, agent: HumanAgent) -> events.Event:
         """The packet the agent who now owns the conversation reads first."""
-        bot = await self._store.get_bot_by_uuid(conversation.bot_uuid)
         return events.handoff_context(
-            conversation.id,
-            agent=agent.public(),
-            summary=await self._summary(conversation),
-            visitor=_visitor(conversation),
-            pending_confirmation=await self._pending(conversation.id),
-            agent_confirmations=bool(
+            conversation.id, **await self._context_fields(conversation, agent)
+        )
+
+    async def _context_fields(
+        self, conversation: Conversation, agent: HumanAgent
+    ) -> dict[str, Any]:
+        bot = await self._store.get_bot_by_uuid(conversation.bot_uuid)
+        return {
+            "agent": agent.public(),
+            "summary": await self._summary(conversation),
+            "visitor": _visitor(conversation),
+            "pending_confirmation": await self._pending(conversation.id),
+            "agent_confirmations": bool(
                 bot is not None and with_defaults(bot.config)["agent_confirmations"]
             ),
-        )
+        }
 
     async def agents_info(self, tenant_id: str) -> dict[str, dict[str, Any]]:
         """Every agent of the tenant with its label and merged presence (consoles show

@@ -6,7 +6,11 @@
 
 const BASE_TITLE = "Agent console";
 const STORAGE_KEY = "realtime.console";
-const LIST_REFRESH_MS = 4000; // conversations.list: picks up conversations transferred to us
+const LIST_REFRESH_MS = 30000; // conversations.list, a safety net: conversation.assigned is live
+const LIVE_REFRESH_MS = 5000; // conversations.live, while the page is visible
+const LIVE_MINUTES = 30; // how far back the live list goes
+const LIVE_SOON_MS = 300; // a refresh that events ask for waits this long for others
+const LOGOUT_TIMEOUT_MS = 4000; // signing out does not wait longer for the server
 const TYPING_IDLE_MS = 3000; // our "typing" goes off after this long without a keystroke
 const TYPING_REFRESH_MS = 5000; // and is sent again while we keep typing
 const REMOTE_TYPING_TTL_MS = 8000; // someone else's indicator fades if no "off" arrives
@@ -37,6 +41,7 @@ const ERROR_TEXT = {
   agent_not_found: "That agent does not exist any more.",
   too_many_subscriptions: "You follow too many conversations: stop watching some first.",
   forbidden: "This bot lets only the visitor confirm its actions.",
+  unauthorized: "Your session has ended: sign in again.",
   confirmation_not_pending: "That action was already decided.",
   confirmation_not_found: "That action is not waiting any more.",
   confirmation_expired: "That action waited too long and expired.",
@@ -149,10 +154,13 @@ const state = {
   auth: null, // {token, expires_at, agent}
   agent: null, // this agent, from welcome
   presence: "online",
-  agents: new Map(), // id -> online | away, the team's present agents
+  team: new Map(), // agent id -> {label, name, status}, from welcome's agents_info and presence
   labels: new Map(), // id -> label, as events name agents
   queue: new Map(), // conversation id -> queue item
   fresh: new Set(), // queue items that arrived since the last look
+  handed: new Map(), // conversation id -> who transferred it to us, until we look at it
+  live: new Map(), // conversation id -> {conversation, active_run}, from conversations.live
+  liveLoaded: false,
   convs: new Map(), // conversation id -> Conv (the ones we follow or list)
   watched: new Set(), // conversation ids the agent chose to watch
   contexts: {}, // conversation id -> handoff.context packet for us
@@ -167,11 +175,32 @@ function isMine(c) {
 
 function labelOf(agentId) {
   if (state.agent && agentId === state.agent.id) return state.agent.label || "You";
-  return state.labels.get(agentId) || `Agent ${shortId(agentId)}`;
+  return state.team.get(agentId)?.label || state.labels.get(agentId) || `Agent ${shortId(agentId)}`;
+}
+
+/** How the console names a colleague to the agent: their full name, else their label. */
+function nameOf(agentId) {
+  return state.team.get(agentId)?.name || labelOf(agentId);
 }
 
 function learnAgent(agent) {
   if (agent && agent.id && agent.label) state.labels.set(agent.id, agent.label);
+}
+
+/** The team from welcome: `agents_info` (labels, names, presence), else the bare `agents`. */
+function learnTeam(frame) {
+  const team = new Map();
+  const info = frame.agents_info && typeof frame.agents_info === "object" ? frame.agents_info : {};
+  for (const [id, agent] of Object.entries(info)) {
+    if (!agent || typeof agent !== "object") continue;
+    team.set(id, { label: agent.label || "", name: agent.name || "", status: agent.status });
+  }
+  for (const [id, status] of Object.entries(frame.agents || {})) {
+    const known = team.get(id);
+    if (known) known.status = status;
+    else team.set(id, { label: "", name: "", status });
+  }
+  state.team = team;
 }
 
 function conversation(cid) {
@@ -206,8 +235,8 @@ function conversation(cid) {
 }
 
 function titleOf(c) {
-  const item = state.queue.get(c.id);
-  return c.title || item?.conversation?.title || `Conversation ${shortId(c.id)}`;
+  const wire = state.queue.get(c.id)?.conversation || state.live.get(c.id)?.conversation;
+  return c.title || wire?.title || `Conversation ${shortId(c.id)}`;
 }
 
 function putItem(c, key, kind, time, data) {
@@ -299,6 +328,9 @@ let retries = 0;
 let retryTimer = null;
 let retryAt = 0;
 let listTimer = null;
+let liveTimer = null;
+let liveSoonTimer = null;
+let liveBusy = false;
 
 function request(type, fields = {}) {
   return new Promise((resolve, reject) => {
@@ -348,8 +380,7 @@ function disconnected(event) {
   socket = null;
   for (const { reject } of inflight.values()) reject(new CommandError("disconnected"));
   inflight.clear();
-  clearInterval(listTimer);
-  listTimer = null;
+  stopTimers();
   stopTyping(false);
   for (const c of state.convs.values()) {
     c.followed = false;
@@ -403,10 +434,15 @@ function receive(text) {
     case "queue.removed":
       state.queue.delete(frame.conversation_id);
       state.fresh.delete(frame.conversation_id);
+      // Withdrawn or timed out: back with the bot, so on the live list again.
+      if (frame.reason !== "claimed") refreshLiveSoon();
       changed();
       return;
     case "presence.updated":
-      presenceUpdated(frame.agent_id, frame.status);
+      presenceUpdated(frame.agent_id, frame.status, frame.label);
+      return;
+    case "conversation.assigned":
+      conversationAssigned(frame);
       return;
     case "history.reset":
       historyReset(frame.conversation_id);
@@ -422,7 +458,7 @@ async function welcomed(frame) {
   learnAgent(frame.agent);
   if (state.auth) state.auth.agent = frame.agent;
   state.presence = frame.presence || "online";
-  state.agents = new Map(Object.entries(frame.agents || {}));
+  learnTeam(frame);
   state.connection = "";
   setPhase("ready");
   persist();
@@ -435,10 +471,19 @@ async function welcomed(frame) {
     if (error.code !== "disconnected") toast(describe(error), "error");
   }
   resumeFollowing();
+  refreshLive();
   await refreshMine();
   if (state.phase !== "ready") return; // the link dropped meanwhile
-  clearInterval(listTimer);
+  stopTimers();
   listTimer = setInterval(refreshMine, LIST_REFRESH_MS);
+  liveTimer = setInterval(refreshLive, LIVE_REFRESH_MS);
+}
+
+function stopTimers() {
+  clearInterval(listTimer);
+  clearInterval(liveTimer);
+  clearTimeout(liveSoonTimer);
+  listTimer = liveTimer = liveSoonTimer = null;
 }
 
 /** Follow again, after a reconnect or a reload, what we followed before. */
@@ -554,6 +599,34 @@ async function refreshMine() {
   changed();
 }
 
+/** The tenant's conversations with the bot that moved lately (what the agent may watch). */
+async function refreshLive() {
+  clearTimeout(liveSoonTimer);
+  liveSoonTimer = null;
+  if (state.phase !== "ready" || document.hidden || liveBusy) return;
+  liveBusy = true;
+  try {
+    const ack = await request("conversations.live", { minutes: LIVE_MINUTES });
+    state.live = new Map(
+      (ack.conversations || [])
+        .filter((item) => item && item.conversation && item.conversation.id)
+        .map((item) => [item.conversation.id, item]),
+    );
+    state.liveLoaded = true;
+    changed();
+  } catch {
+    // disconnected: the next welcome refreshes it
+  } finally {
+    liveBusy = false;
+  }
+}
+
+/** Refresh the live list shortly: something we heard of moved a conversation to the bot. */
+function refreshLiveSoon() {
+  if (liveSoonTimer || state.phase !== "ready") return;
+  liveSoonTimer = setTimeout(refreshLive, LIVE_SOON_MS);
+}
+
 // -- events -----------------------------------------------------------------------------------
 
 function queueAdded(item) {
@@ -561,6 +634,7 @@ function queueAdded(item) {
   const cid = item.conversation.id;
   const isNew = !state.queue.has(cid);
   state.queue.set(cid, item);
+  state.live.delete(cid); // not with the bot any more
   if (isNew) {
     state.fresh.add(cid);
     announce(`New conversation waiting: ${item.conversation.title || shortId(cid)}`);
@@ -568,12 +642,57 @@ function queueAdded(item) {
   changed();
 }
 
-function presenceUpdated(agentId, status) {
-  if (!agentId) return;
-  if (status === "offline") state.agents.delete(agentId);
-  else state.agents.set(agentId, status);
+function presenceUpdated(agentId, status, label) {
+  if (!agentId || !status) return;
+  const known = state.team.get(agentId);
+  if (known) {
+    known.status = status;
+    if (label) known.label = label;
+  } else state.team.set(agentId, { label: label || "", name: "", status });
   if (state.agent && agentId === state.agent.id && status !== "offline") state.presence = status;
   changed();
+}
+
+/** A conversation was transferred from one agent to another. When it is to us, it is ours
+ * already: follow it, so that its handoff.context and its live events arrive, and say so. */
+function conversationAssigned(frame) {
+  const cid = frame.conversation_id;
+  const me = state.agent?.id;
+  if (typeof cid !== "string" || !me) return;
+  state.live.delete(cid);
+  if (frame.agent_id !== me) {
+    changed(); // the conversations we follow hear of it themselves (conversation.updated)
+    return;
+  }
+  const c = conversation(cid);
+  if (!c.followed) {
+    c.status = "with_human";
+    c.agentId = me;
+  }
+  const looking = state.openId === cid && !document.hidden;
+  if (!looking && frame.from_agent_id !== me) state.handed.set(cid, frame.from_agent_id || null);
+  const from = frame.from_agent_id ? labelOf(frame.from_agent_id) : "Someone";
+  const told = () => {
+    const text = `${from} transferred “${titleOf(c)}” to you.`;
+    toast(text);
+    announce(text);
+  };
+  changed();
+  if (c.followed || c.following) {
+    Promise.resolve(c.following).then(told, told);
+    if (looking) markRead(c);
+    return;
+  }
+  follow(c).then(
+    () => {
+      told();
+      if (state.openId === cid && !document.hidden) markRead(c);
+    },
+    (error) => {
+      told();
+      dropIfGone(c, error);
+    },
+  );
 }
 
 function conversationEvent(frame) {
@@ -695,6 +814,9 @@ function conversationEvent(frame) {
       learnAgent(frame.agent);
       c.status = frame.status;
       c.agentId = frame.agent?.id ?? null;
+      if (frame.status === "bot") refreshLiveSoon();
+      else state.live.delete(c.id);
+      if (!isMine(c)) state.handed.delete(c.id);
       if (frame.status === "closed") {
         addNote(c, frame, `${labelOf(frame.agent?.id)} closed the conversation.`);
       }
@@ -719,11 +841,17 @@ function conversationEvent(frame) {
 
 function contextEvent(c, frame) {
   if (!state.agent || frame.agent?.id !== state.agent.id) return;
+  const known = state.contexts[c.id];
+  if (known && known.seq > frame.seq) return; // a replayed, older packet
   learnAgent(frame.agent);
   state.contexts[c.id] = {
     summary: frame.summary,
     visitor: frame.visitor,
     ts: frame.ts,
+    seq: frame.seq,
+    // Whether this agent may approve or reject the visitor's pending writes (null: unknown).
+    agent_confirmations:
+      typeof frame.agent_confirmations === "boolean" ? frame.agent_confirmations : null,
   };
   persist();
   changed();
@@ -782,6 +910,40 @@ async function signIn(tenant, email, password) {
   connect();
 }
 
+/** The Sign out button: the server forgets the token (so that it opens nothing any more),
+ * then this page does. Signing out here does not wait long for an unreachable server. */
+async function logOut() {
+  const token = state.auth?.token;
+  if (!token) {
+    signOut();
+    return;
+  }
+  ui.signOut.disabled = true;
+  stopTyping(true);
+  let message = "";
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), LOGOUT_TIMEOUT_MS);
+  try {
+    const answer = await fetch("/realtime/v1/agents/logout", {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}` },
+      credentials: "same-origin",
+      signal: abort.signal,
+    });
+    // 401: the token had expired or was revoked already, which is what we wanted.
+    if (!answer.ok && answer.status !== 401) {
+      message = `Signed out here, but the server did not end the session (HTTP ${answer.status}).`;
+    }
+  } catch {
+    message = "Signed out here, but the server could not be reached to end the session.";
+  } finally {
+    clearTimeout(timer);
+    ui.signOut.disabled = false;
+  }
+  if (state.auth?.token === token) signOut(message);
+}
+
+/** Forget the session on this page (the token, what it followed) and show the sign-in form. */
 function signOut(message = "") {
   stopTyping(true);
   state.auth = null;
@@ -792,14 +954,16 @@ function signOut(message = "") {
   inflight.clear();
   clearTimeout(retryTimer);
   retryTimer = null;
-  clearInterval(listTimer);
-  listTimer = null;
+  stopTimers();
   retries = 0;
   Object.assign(state, {
     agent: null,
-    agents: new Map(),
+    team: new Map(),
     queue: new Map(),
     fresh: new Set(),
+    handed: new Map(),
+    live: new Map(),
+    liveLoaded: false,
     convs: new Map(),
     watched: new Set(),
     contexts: {},
@@ -819,6 +983,7 @@ function openConversation(cid) {
   stopTyping(true);
   state.openId = cid;
   state.fresh.delete(cid);
+  state.handed.delete(cid);
   const c = conversation(cid);
   c.unread = 0;
   ui.reply.value = c.draft || "";
@@ -886,11 +1051,14 @@ async function takeOver(cid) {
   const ack = await run(follow(c, "take_over"));
   if (!ack) return;
   state.watched.delete(cid);
+  state.live.delete(cid);
   openConversation(cid);
   ui.reply.focus();
 }
 
 function watch(cid) {
+  const wire = state.live.get(cid)?.conversation;
+  if (wire?.title && !state.convs.get(cid)?.title) conversation(cid).title = wire.title;
   state.watched.add(cid);
   persist();
   openConversation(cid);
@@ -908,7 +1076,7 @@ async function transfer(c, toAgentId) {
   const fields = { conversation_id: c.id };
   if (toAgentId) fields.to_agent_id = toAgentId;
   stopTyping(true);
-  const where = toAgentId ? labelOf(toAgentId) : "the queue";
+  const where = toAgentId ? nameOf(toAgentId) : "the queue";
   await run(request("conversation.transfer", fields), `Transferred to ${where}.`);
 }
 
@@ -1096,7 +1264,7 @@ function buildHeader() {
   });
   ui.connection = h("span", { class: "connection", role: "status" });
   ui.signOut = h("button", { type: "button", class: "quiet", text: "Sign out" });
-  ui.signOut.addEventListener("click", () => signOut());
+  ui.signOut.addEventListener("click", logOut);
   return h(
     "header",
     { class: "topbar" },
@@ -1130,37 +1298,13 @@ function buildSidebar() {
   ui.mineList = h("ul", { class: "conv-list", id: "mine-list", "aria-labelledby": "mine-title" });
   ui.mineCount = h("span", { class: "count" });
   ui.mineEmpty = h("p", { class: "empty", text: "Claim a conversation from the queue." });
-  ui.watchList = h("ul", {
+  ui.liveList = h("ul", {
     class: "conv-list",
-    id: "watch-list",
-    "aria-labelledby": "watch-title",
+    id: "live-list",
+    "aria-labelledby": "live-title",
   });
-  ui.watchEmpty = h("p", {
-    class: "empty",
-    text: "Watch a live bot conversation by its ID to follow it, or to take it over.",
-  });
-  ui.watchInput = h("input", {
-    id: "watch-id",
-    name: "conversation_id",
-    placeholder: "Conversation ID",
-    autocomplete: "off",
-    spellcheck: "false",
-    required: true,
-  });
-  const watchForm = h(
-    "form",
-    { class: "watch-form", "aria-label": "Watch a conversation" },
-    h("label", { class: "sr-only", for: "watch-id", text: "Conversation ID to watch" }),
-    ui.watchInput,
-    h("button", { type: "submit", text: "Watch" }),
-  );
-  watchForm.addEventListener("submit", (event) => {
-    event.preventDefault();
-    const cid = ui.watchInput.value.trim();
-    if (!cid) return;
-    ui.watchInput.value = "";
-    watch(cid);
-  });
+  ui.liveCount = h("span", { class: "count" });
+  ui.liveEmpty = h("p", { class: "empty" });
   return h(
     "nav",
     { class: "sidebar", "aria-label": "Conversations" },
@@ -1181,10 +1325,9 @@ function buildSidebar() {
     h(
       "section",
       { class: "side-section" },
-      h("h2", { id: "watch-title", text: "Live bot conversations" }),
-      ui.watchList,
-      ui.watchEmpty,
-      watchForm,
+      h("h2", { id: "live-title" }, "Live bot conversations ", ui.liveCount),
+      ui.liveList,
+      ui.liveEmpty,
     ),
   );
 }
@@ -1243,6 +1386,7 @@ function buildConversation() {
     ui.contextVisitor,
   );
 
+  ui.pendingLead = h("span", { class: "pending-lead" });
   ui.pendingTool = h("strong", { class: "pending-tool" });
   ui.pendingParams = h("pre", { class: "pending-params" });
   ui.pendingExpires = h("span", { class: "muted" });
@@ -1255,7 +1399,7 @@ function buildConversation() {
   ui.pending = h(
     "section",
     { class: "pending", "aria-labelledby": "pending-title" },
-    h("h3", { id: "pending-title" }, "Waiting for approval: ", ui.pendingTool),
+    h("h3", { id: "pending-title" }, ui.pendingLead, ui.pendingTool),
     ui.pendingParams,
     ui.pendingExpires,
     ui.pendingActions,
@@ -1328,7 +1472,7 @@ function buildConversation() {
     { class: "placeholder" },
     h("h2", { text: "No conversation open" }),
     h("p", {
-      text: "Pick one from the queue or your conversations. Alt+↑ and Alt+↓ move between them.",
+      text: "Pick one from the lists on the left. Alt+↑ and Alt+↓ move between them.",
     }),
   );
   return h(
@@ -1352,7 +1496,9 @@ function buildPage() {
   document.addEventListener("keydown", globalKeys);
   document.addEventListener("visibilitychange", () => {
     const c = openConv();
+    if (!document.hidden && c) state.handed.delete(c.id);
     if (!document.hidden && c && isMine(c) && c.unread) markRead(c);
+    if (!document.hidden) refreshLive();
     changed();
   });
   window.addEventListener("online", () => {
@@ -1400,7 +1546,11 @@ function globalKeys(event) {
 }
 
 function sidebarOrder() {
-  return [...queueItems(), ...mineConvs(), ...watchedConvs()].map((x) => x.id ?? x.conversation.id);
+  return [
+    ...queueItems().map((item) => item.conversation.id),
+    ...mineConvs().map((c) => c.id),
+    ...liveEntries().map((entry) => entry.id),
+  ];
 }
 
 function queueItems() {
@@ -1415,10 +1565,25 @@ function mineConvs() {
   return [...state.convs.values()].filter(isMine).sort((a, b) => lastTime(b) - lastTime(a));
 }
 
-function watchedConvs() {
-  return [...state.watched]
-    .map((cid) => state.convs.get(cid))
-    .filter((c) => c && !isMine(c));
+/** The "Live bot conversations" list: the last conversations.live answer (less what we heard
+ * left the bot since), and the conversations the agent watches, most recently moved first. */
+function liveEntries() {
+  const entries = new Map();
+  for (const [cid, item] of state.live) {
+    const c = state.convs.get(cid);
+    if (c && c.status && c.status !== "bot" && !state.watched.has(cid)) continue;
+    entries.set(cid, { id: cid, c, item });
+  }
+  for (const cid of state.watched) {
+    const c = state.convs.get(cid);
+    if (c && !entries.has(cid)) entries.set(cid, { id: cid, c, item: null });
+  }
+  const list = [...entries.values()].filter((entry) => !isMine(entry.c));
+  for (const entry of list) {
+    const moved = entry.item ? timeOf(entry.item.conversation.updated_at) : 0;
+    entry.time = Math.max(moved, entry.c ? lastTime(entry.c) : 0);
+  }
+  return list.sort((a, b) => b.time - a.time);
 }
 
 function lastTime(c) {
@@ -1454,7 +1619,9 @@ function changed() {
 
 function updateTitle() {
   let count = state.auth ? state.queue.size : 0;
-  for (const c of state.convs.values()) if (isMine(c)) count += c.unread;
+  for (const c of state.convs.values()) {
+    if (isMine(c)) count += c.unread || (state.handed.has(c.id) ? 1 : 0);
+  }
   const title = count ? `(${count}) ${BASE_TITLE}` : BASE_TITLE;
   if (document.title !== title) document.title = title;
 }
@@ -1509,9 +1676,16 @@ function renderSidebar() {
   show(ui.mineEmpty, !mine.length);
   reconcile(ui.mineList, mine, (c) => c.id, buildConvItem, updateConvItem);
 
-  const watched = watchedConvs();
-  show(ui.watchEmpty, !watched.length);
-  reconcile(ui.watchList, watched, (c) => c.id, buildConvItem, updateConvItem);
+  const live = liveEntries();
+  setText(ui.liveCount, live.length ? String(live.length) : "");
+  setText(
+    ui.liveEmpty,
+    state.liveLoaded
+      ? `No conversation with the bot in the last ${LIVE_MINUTES} minutes.`
+      : "Loading…",
+  );
+  show(ui.liveEmpty, !live.length);
+  reconcile(ui.liveList, live, (entry) => entry.id, buildLiveItem, updateLiveItem);
 }
 
 function buildQueueItem(item) {
@@ -1582,15 +1756,72 @@ function updateConvItem(li, c) {
   let summary = last ? `${whoSaid(last)}: ${last.content}` : "";
   if (c.run) summary = `Bot: ${c.run.content || "…"}`;
   setText(li.refs.summary, summary);
-  setText(li.refs.meta, statusText(c));
+  const handed = state.handed.get(c.id);
+  const from = handed ? ` · transferred by ${labelOf(handed)}` : "";
+  setText(li.refs.meta, `${statusText(c)}${state.handed.has(c.id) ? from || " · new" : ""}`);
+  li.classList.toggle("is-new", state.handed.has(c.id));
   setText(li.refs.unread, c.unread ? String(c.unread) : "");
   li.refs.unread.dataset.unread = String(c.unread || 0);
   li.refs.unread.setAttribute("aria-label", `${c.unread} unread`);
   show(li.refs.unread, c.unread > 0);
   li.classList.toggle("is-open", state.openId === c.id);
-  li.classList.toggle("is-live", Boolean(c.run));
   if (state.openId === c.id) li.refs.open.setAttribute("aria-current", "true");
   else li.refs.open.removeAttribute("aria-current");
+}
+
+function buildLiveItem(entry) {
+  const cid = entry.id;
+  const refs = {
+    dot: h("span", { class: "live-dot", role: "img", "aria-label": "The bot is answering" }),
+    title: h("span", { class: "conv-name" }),
+    summary: h("span", { class: "conv-summary" }),
+    time: h("time", { class: "conv-time" }),
+    meta: h("span", { class: "conv-state" }),
+  };
+  const open = h(
+    "button",
+    { type: "button", class: "conv-open" },
+    h("span", { class: "conv-line" }, refs.dot, refs.title, refs.time),
+    refs.summary,
+    h("span", { class: "conv-when" }, refs.meta),
+  );
+  open.addEventListener("click", () => watch(cid));
+  const li = h("li", { class: "conv-item live-item", dataset: { conversationId: cid } }, open);
+  li.refs = { ...refs, open };
+  return li;
+}
+
+function updateLiveItem(li, entry) {
+  const { c, item } = entry;
+  const cid = entry.id;
+  const followed = Boolean(c && c.loaded);
+  const active = followed ? Boolean(c.run) : Boolean(item?.active_run);
+  const title = c ? titleOf(c) : item?.conversation?.title || `Conversation ${shortId(cid)}`;
+  setText(li.refs.title, title);
+  show(li.refs.dot, active);
+  if (entry.time) {
+    const iso = new Date(entry.time).toISOString();
+    if (li.refs.time.dateTime !== iso) li.refs.time.dateTime = iso;
+    setText(li.refs.time, clockTime(entry.time));
+  } else setText(li.refs.time, "");
+  let summary = "";
+  if (followed) {
+    const last = lastMessage(c);
+    if (last) summary = `${whoSaid(last)}: ${last.content}`;
+    if (c.run) summary = `Bot: ${c.run.content || "…"}`;
+  }
+  setText(li.refs.summary, summary);
+  show(li.refs.summary, Boolean(summary));
+  const watching = state.watched.has(cid);
+  let meta = c && c.status && c.status !== "bot" ? statusText(c) : "";
+  if (!meta) meta = active ? "The bot is answering" : "With the bot";
+  setText(li.refs.meta, watching ? `${meta} · watching` : meta);
+  li.classList.toggle("is-live", active);
+  li.classList.toggle("is-watched", watching);
+  li.classList.toggle("is-open", state.openId === cid);
+  if (state.openId === cid) li.refs.open.setAttribute("aria-current", "true");
+  else li.refs.open.removeAttribute("aria-current");
+  li.refs.open.setAttribute("aria-label", `Watch ${title}`);
 }
 
 function statusText(c) {
@@ -1661,12 +1892,20 @@ function renderConversation() {
     setText(ui.pendingParams, pretty(pending.params));
     const expires = pending.expires_at ? clockTime(timeOf(pending.expires_at)) : "";
     setText(ui.pendingExpires, expires ? `Expires at ${expires}` : "");
-    show(ui.pendingActions, mine);
+    // handoff.context says whether the bot lets this agent decide; without a packet (an
+    // older one), the buttons show and the server answers `forbidden` if it does not.
+    const agentsDecide = ctx?.agent_confirmations ?? null;
+    const canDecide = mine && agentsDecide !== false;
+    ui.pending.dataset.decides = canDecide ? "agent" : "visitor";
+    setText(ui.pendingLead, canDecide ? "Waiting for approval: " : "Waiting for the visitor: ");
+    show(ui.pendingActions, canDecide);
     ui.approveButton.disabled = !ready || c.pendingBusy;
     ui.rejectButton.disabled = !ready || c.pendingBusy;
-    const note =
-      c.pendingNote ||
-      (mine ? "" : "Claim the conversation to decide, if the bot allows agents to.");
+    let note = c.pendingNote;
+    if (!note && !mine) note = "Claim the conversation to decide, if the bot allows agents to.";
+    if (!note && !canDecide) {
+      note = "The visitor decides: this bot lets only the visitor approve or reject its actions.";
+    }
     setText(ui.pendingNote, note);
     show(ui.pendingNote, Boolean(note));
   }
@@ -1710,13 +1949,18 @@ function renderVisitor(visitor) {
   );
 }
 
+/** Transfer to: the queue, or a colleague who is online or away (by name). */
 function renderTransferOptions() {
-  const others = [...state.agents.entries()]
-    .filter(([id]) => !state.agent || id !== state.agent.id)
-    .sort((a, b) => labelOf(a[0]).localeCompare(labelOf(b[0])));
+  const others = [...state.team.entries()]
+    .filter(([id, agent]) => {
+      if (state.agent && id === state.agent.id) return false;
+      return agent.status === "online" || agent.status === "away";
+    })
+    .map(([id, agent]) => [id, nameOf(id), agent.status])
+    .sort((a, b) => a[1].localeCompare(b[1]));
   const wanted = [
     ["", "Back to the queue"],
-    ...others.map(([id, status]) => [id, `${labelOf(id)}${status === "away" ? " (away)" : ""}`]),
+    ...others.map(([id, name, status]) => [id, `${name}${status === "away" ? " (away)" : ""}`]),
   ];
   const current = ui.transferSelect.value;
   const options = ui.transferSelect.options;

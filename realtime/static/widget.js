@@ -220,7 +220,7 @@ a{color:inherit}
 textarea,input{flex:1;font:inherit;color:inherit;background:var(--s);border:1px solid #c9ced6;border-radius:8px;padding:7px 9px}
 .compose textarea{resize:none;max-height:120px}
 .compose button{border:0;border-radius:8px;background:var(--p);color:var(--op);padding:7px 9px;display:grid;place-items:center}
-.contact label{font-size:12px;font-weight:600}[aria-invalid=true]{border-color:#b42318}
+.contact label{font-size:12px;font-weight:600}[aria-invalid=true]{border-color:#b42318}.contact .err{font-size:12px}.err:empty{display:none}
 .sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
 @media (max-width:480px){:host(:not([data-position=inline])) .panel{position:fixed;inset:0;width:auto;height:auto;border-radius:0}}
 @media (prefers-reduced-motion:no-preference){.panel{animation:rtin .15s ease-out}}
@@ -562,6 +562,7 @@ textarea,input{flex:1;font:inherit;color:inherit;background:var(--s);border:1px 
     // -- conversation events -----------------------------------------------------------------
 
     event(f) {
+      if (!this.cid && this.starting) return void this.early.push(f);
       if (!this.cid || (f.conversation_id && f.conversation_id !== this.cid)) return;
       if (this.resetting) return void this.buf.push(f);
       if (f.seq != null) {
@@ -709,6 +710,7 @@ textarea,input{flex:1;font:inherit;color:inherit;background:var(--s);border:1px 
       if (!el) el = this.bubble(role, label);
       el.setAttribute('data-message-id', m.id);
       this.byId.set(m.id, el);
+      this.tools(); // an answer may bring the contact button ('after_response')
       if (role === 'user' || role === 'system') el.b.textContent = m.content || '';
       else el.b.replaceChildren(md(m.content));
       if (m.status) el.setAttribute('data-status', m.status);
@@ -865,7 +867,7 @@ textarea,input{flex:1;font:inherit;color:inherit;background:var(--s);border:1px 
     // Sends what waits, in order; the same id again after a reconnect (the server dedupes).
     // Without a conversation yet, one at a time: the first ack names the conversation.
     pump() {
-      if (!this.ready) return;
+      if (!this.ready || (!this.cid && this.starting)) return;
       for (const [id, o] of this.outbox) {
         if (o.gen !== this.gen) {
           o.gen = this.gen;
@@ -893,16 +895,39 @@ textarea,input{flex:1;font:inherit;color:inherit;background:var(--s);border:1px 
       } else {
         o.el.setAttribute('data-message-id', x.message_id);
         this.byId.set(x.message_id, o.el);
-        if (x.conversation_id !== this.cid) {
-          this.cid = x.conversation_id;
-          this.seq = 0;
-          this.epoch = x.epoch ?? null;
-          this.save();
-          if (x.duplicate) this.put({ type: 'subscribe', conversation_id: this.cid, after_seq: 0 });
-          this.tools();
-        }
+        if (this.adopt(x) && x.duplicate) this.put({ type: 'subscribe', conversation_id: this.cid, after_seq: 0 });
       }
       this.pump();
+    }
+
+    // The conversation an ack names, when it is new: kept like one started by a message.
+    adopt(x) {
+      const cid = x.conversation_id;
+      if (!cid || cid === this.cid) return false;
+      this.cid = cid;
+      this.seq = 0;
+      this.epoch = x.epoch ?? null;
+      this.save();
+      this.tools();
+      return true;
+    }
+
+    // handoff.request and contact.submit: without a conversation yet, the server starts one
+    // and the ack names it; its events may come before the ack (they wait in early), or
+    // without one when the connection dropped (they name it then).
+    begin(f, cb) {
+      const cid = (f.conversation_id = this.cid);
+      if (!cid) (delete f.conversation_id, (this.starting = true), (this.early = []));
+      this.tools();
+      this.request(f, (x) => {
+        if (!cid) {
+          this.starting = false;
+          this.adopt(x.conversation_id ? x : this.early[0] || x); // no ack: the connection dropped
+          for (const e of this.early.splice(0)) this.event(e);
+          this.pump();
+        }
+        cb(x);
+      });
     }
 
     typed() {
@@ -933,11 +958,11 @@ textarea,input{flex:1;font:inherit;color:inherit;background:var(--s);border:1px 
 
     tools() {
       const b = this.info;
-      this.humanBtn.hidden = !this.cid || !!this.hand || !(b.handoff_enabled && /^(button|both)$/.test(b.handoff_trigger));
-      // The contact form needs a conversation (contact.submit names one); 'after_response'
-      // (the default) waits for an answer too.
+      // Not while a first message or request is on its way (it starts the conversation).
+      this.humanBtn.hidden = (!this.cid && (this.starting || this.outbox.size)) || !!this.hand || !(b.handoff_enabled && /^(button|both)$/.test(b.handoff_trigger));
+      // 'after_response' (the default) waits for an answer.
       const shown = b.contact_form_button_display === 'always' || this.msgs.querySelector('[data-role=assistant][data-message-id],[data-role=agent]');
-      this.contactBtn.hidden = !this.cid || !shown || !!this.cform || this.contacted || !(b.contact_form_enabled && /^(button|both)$/.test(b.contact_form_trigger || 'both'));
+      this.contactBtn.hidden = !shown || !!this.cform || this.contacted || !(b.contact_form_enabled && /^(button|both)$/.test(b.contact_form_trigger || 'both'));
     }
 
     setHand(x) {
@@ -962,7 +987,7 @@ textarea,input{flex:1;font:inherit;color:inherit;background:var(--s);border:1px 
     }
 
     askHuman() {
-      this.request({ type: 'handoff.request', conversation_id: this.cid }, (x) => x.type === 'error' && this.note(x.message || x.code, 'err'));
+      this.begin({ type: 'handoff.request' }, (x) => x.type === 'error' && this.note(x.message || x.code, 'err'));
     }
 
     typing(on, label) {
@@ -976,7 +1001,7 @@ textarea,input{flex:1;font:inherit;color:inherit;background:var(--s);border:1px 
     }
 
     contact() {
-      if (this.cform) return;
+      if (this.cform || this.contacted) return;
       const given = this.info.contact_form_fields;
       const fields = Array.isArray(given) && given.length ? given : FIELDS;
       const err = h('div', { class: 'err', role: 'alert' });
@@ -996,12 +1021,13 @@ textarea,input{flex:1;font:inherit;color:inherit;background:var(--s);border:1px 
           const values = {};
           for (const f of fields) values[f.name] = form.elements.namedItem(f.name).value.trim();
           send.disabled = true;
-          this.request({ type: 'contact.submit', conversation_id: this.cid, fields: values }, (x) => {
+          err.textContent = '';
+          this.begin({ type: 'contact.submit', fields: values }, (x) => {
             send.disabled = false;
             if (x.type !== 'error') return (this.contacted = true), close(this.info.contact_form_success_message || THANKS);
-            err.textContent = x.message || x.code;
-            const bad = x.field || fields.map((f) => f.name).find((n) => (x.message || '').includes(`'${n}'`));
-            const input = bad && form.elements.namedItem(bad);
+            // The error goes under the field at fault (the error's field), else under the form.
+            const input = x.field && form.elements.namedItem(x.field);
+            (input ? input.err : err).textContent = x.message || x.code;
             if (input) input.setAttribute('aria-invalid', 'true'), input.focus();
           });
         },
@@ -1009,9 +1035,12 @@ textarea,input{flex:1;font:inherit;color:inherit;background:var(--s);border:1px 
       form.append(h('strong', 0, 'Leave us your details'));
       for (const f of fields) {
         const id = `cf-${f.name}`;
-        const attrs = { id, name: f.name, required: !!f.required, input: (e) => e.target.removeAttribute('aria-invalid') };
+        const fix = (e) => (e.target.removeAttribute('aria-invalid'), (e.target.err.textContent = ''));
+        const attrs = { id, name: f.name, required: !!f.required, 'aria-describedby': `${id}-e`, input: fix };
         const type = /^(email|tel|url|number)$/.test(f.type) ? f.type : 'text';
-        form.append(h('label', { for: id }, f.label || f.name), f.type === 'textarea' ? h('textarea', { ...attrs, rows: '3' }) : h('input', { ...attrs, type }));
+        const input = f.type === 'textarea' ? h('textarea', { ...attrs, rows: '3' }) : h('input', { ...attrs, type });
+        input.err = h('div', { id: `${id}-e`, class: 'err', role: 'alert' });
+        form.append(h('label', { for: id }, f.label || f.name), input, input.err);
       }
       form.append(err, h('div', { class: 'acts' }, send, h('button', { type: 'button', class: 'btn', click: () => close() }, 'Cancel')));
       this.cform = form;

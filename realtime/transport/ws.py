@@ -59,11 +59,12 @@ class VisitorConnection(Connection):
         elif isinstance(command, HandoffCommand):
             if command.action == "request":
                 cid = command.conversation_id
+                new: dict[str, Any] = {}
                 if cid is None:
                     engine.check_handoff(session)
-                    cid = await self._new_conversation(session)
+                    cid, new = await self._new_conversation(session)
                 queued = await engine.request_handoff(session, cid)
-                self.send("ack", command.id, conversation_id=cid, queued=queued)
+                self.send("ack", command.id, conversation_id=cid, queued=queued, **new)
             else:
                 assert command.conversation_id is not None
                 await engine.cancel_handoff(session, command.conversation_id)
@@ -79,19 +80,22 @@ class VisitorConnection(Connection):
             self.send("ack", command.id, message_id=command.message_id, value=command.value)
         elif isinstance(command, ContactSubmit):
             cid = command.conversation_id
+            new = {}
             if cid is None:
                 engine.check_contact(session, command.fields)
-                cid = await self._new_conversation(session)
+                cid, new = await self._new_conversation(session)
             visitor = await engine.submit_contact(session, cid, command.fields)
-            self.send("ack", command.id, conversation_id=cid, visitor=visitor)
+            self.send("ack", command.id, conversation_id=cid, visitor=visitor, **new)
 
-    async def _new_conversation(self, session: Session) -> str:
-        """Start an empty conversation and follow it from its first event, checked first so
-        a refusal leaves nothing behind."""
+    async def _new_conversation(self, session: Session) -> tuple[str, dict[str, Any]]:
+        """Start an empty conversation and follow it from its first event (the caller
+        checked the request first, so a refusal leaves nothing behind); with what its ack
+        adds: the conversation's ``epoch``, as ``message.send``'s ack has it."""
         self.check_subscription_room()
         cid = await self.engine.new_conversation(session)
-        await self.subscribe(cid, 0, None)
-        return cid
+        state = await self.engine.streams.open(cid)
+        await self.subscribe(cid, 0, state.epoch)
+        return cid, {"epoch": state.epoch}
 
     async def _hello(self, hello: Hello) -> None:
         if self.session is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Protocol
 
@@ -99,8 +100,20 @@ class ConsolePage:
     def mine_item(self, cid: str) -> Any:
         return self.page.locator(f'#mine-list li[data-conversation-id="{cid}"]')
 
-    def watch_item(self, cid: str) -> Any:
-        return self.page.locator(f'#watch-list li[data-conversation-id="{cid}"]')
+    def live_item(self, cid: str) -> Any:
+        """``cid`` in the "Live bot conversations" list (the bot's, and the watched ones)."""
+        return self.page.locator(f'#live-list li[data-conversation-id="{cid}"]')
+
+    async def token(self) -> str:
+        """The console token the page keeps (in its sessionStorage)."""
+        saved = await self.page.evaluate("JSON.parse(sessionStorage.getItem('realtime.console'))")
+        return str(saved["auth"]["token"])
+
+    async def watch(self, cid: str) -> None:
+        """Pick ``cid`` from the live list (it arrives with the list's next refresh)."""
+        await self.live_item(cid).get_by_role("button").first.click()
+        await expect(self.view).to_have_attribute("data-conversation-id", cid)
+        await expect(self.live_item(cid)).to_have_class(re.compile(r"\bis-watched\b"))
 
     @property
     def view(self) -> Any:

@@ -1,6 +1,8 @@
-"""The agent console (``/console``) in a real Chromium against a real server: signing in,
-presence, the queue, claiming, talking to a visitor, transfers, watching and taking over a
-bot conversation, approving a pending write, and rendering what visitors write as text.
+"""The agent console (``/console``) in a real Chromium against a real server: signing in and
+out, presence, the queue, claiming, talking to a visitor, transfers (heard of through
+``conversation.assigned``), the live list of bot conversations, watching one and taking it
+over, a pending write (decided by the agent only when the bot allows it), and rendering what
+visitors write as text.
 
 Visitors are Python WebSocket clients of ``/ws`` (real clients of the real server). Every
 test ends with no console error, page error or CSP violation on the pages it used.
@@ -9,6 +11,7 @@ test ends with no console error, page error or CSP violation on the pages it use
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +30,7 @@ from tests.browser.console_support import (
     setup_desk,
 )
 from tests.support import (
+    UNIT,
     TcpProxy,
     demo_shop_rows,
     llm_settings,
@@ -92,13 +96,24 @@ async def test_sign_in_presence_reload_and_sign_out(browser: Browser, tmp_path: 
                 changed = await bob.until("presence.updated", agent_id=agents["alice"]["id"])
                 assert changed["status"] == "online"
 
-            # The token survives a reload (sessionStorage); signing out forgets it.
+            # The token survives a reload (sessionStorage); signing out ends it on the server
+            # (POST /realtime/v1/agents/logout), then forgets it.
             await page.reload()
             await alice.ready()
             await expect(page.locator(".me-name")).to_have_text("Alice Doe")
-            await page.get_by_role("button", name="Sign out").click()
+            token = await alice.token()
+            async with page.expect_response("**/realtime/v1/agents/logout") as logout:
+                await page.get_by_role("button", name="Sign out").click()
+            answer = await logout.value
+            assert answer.status == 204
+            assert answer.request.headers["authorization"] == f"Bearer {token}"
             await expect(page.locator("body")).to_have_attribute("data-state", "signed-out")
             assert await page.evaluate("sessionStorage.length") == 0
+            async with ws_client(server, path="/ws/console") as raw:
+                stale = Visitor(raw)
+                await stale.send(type="hello", id="h", token=token)
+                denied = await stale.reply("h")
+                assert (denied["type"], denied["code"]) == ("error", "unauthorized")
             await page.reload()
             await expect(page.get_by_label("Email")).to_be_visible()
             await expect(page.locator("body")).to_have_attribute("data-state", "signed-out")
@@ -114,18 +129,25 @@ async def test_queue_claim_context_reply_typing_and_unread(
             console_page(browser, server, "alice") as alice,
             ws_client(server) as first,
             ws_client(server) as second,
+            ws_client(server) as third,
         ):
             page = alice.page
             visitor = Visitor(first)
             await visitor.hello("visitor-1")
             cid = await visitor.start(QUESTION)
             await expect(page).to_have_title("Agent console")
+            bystander = Visitor(third)  # stays with the bot: on the live list
+            await bystander.hello("visitor-3")
+            with_bot = await bystander.start("How do I run several nodes?")
+            await expect(alice.live_item(with_bot)).to_contain_text("How do I run several nodes?")
+            await expect(alice.live_item(cid)).to_contain_text(QUESTION)
 
             # Asking for a person puts the conversation in the queue, with a title badge.
             await visitor.ask_for_a_person(cid)
             item = alice.queue_item(cid)
             await expect(item).to_contain_text(QUESTION)
             await expect(page).to_have_title("(1) Agent console")
+            await expect(alice.live_item(cid)).to_have_count(0)  # not with the bot any more
             await page.screenshot(path=screenshot_path("console-queue"))
 
             await alice.claim(cid)
@@ -184,6 +206,11 @@ async def test_queue_claim_context_reply_typing_and_unread(
             await expect(alice.messages("user").last).to_contain_text("Still there?")
             await expect(alice.mine_item(cid).locator("[data-unread]")).to_be_hidden()
             await expect(unread).to_have_text("1")
+            # The live list has the conversation still with the bot, not the handed-off ones.
+            await expect(alice.live_item(with_bot)).to_be_visible()
+            await expect(alice.live_item(cid)).to_have_count(0)
+            await expect(alice.live_item(cid2)).to_have_count(0)
+            await expect(context).to_contain_text(f"The visitor asked: {QUESTION}")
             await page.screenshot(path=screenshot_path("console-conversation"))
 
             await alice.mine_item(cid2).get_by_role("button").first.click()
@@ -210,8 +237,20 @@ async def test_transfer_release_and_close(browser: Browser, tmp_path: Path) -> N
             await alice.claim(cid)
             await expect(bob.queue_item(cid)).to_have_count(0)
 
-            # Alice transfers it to Bob: the visitor is told, Bob finds it with its context.
-            await alice.view.get_by_label("Transfer to").select_option(bob_id)
+            # The transfer picker names the colleagues who are there (not Alice herself), and
+            # follows their presence.
+            picker = alice.view.get_by_label("Transfer to")
+            options = picker.locator("option")
+            await expect(options).to_have_text(["Back to the queue", "Bob Doe"])
+            await bob.page.get_by_label("Your status").select_option("away")
+            await expect(options).to_have_text(["Back to the queue", "Bob Doe (away)"])
+            await bob.page.get_by_label("Your status").select_option("online")
+            await expect(options).to_have_text(["Back to the queue", "Bob Doe"])
+
+            # Alice transfers it to Bob: the visitor is told; Bob's console hears of it at
+            # once (conversation.assigned, not its 30 s safety refresh), with its context.
+            await picker.select_option(label="Bob Doe")
+            transferred_at = time.monotonic()
             await alice.button("Transfer")
             moved = await visitor.until("handoff.transferred")
             assert (moved["agent"]["id"], moved["reason"]) == (bob_id, "transfer")
@@ -220,11 +259,18 @@ async def test_transfer_release_and_close(browser: Browser, tmp_path: Path) -> N
             await expect(alice.view.locator(".status-pill")).to_have_text("With Bob")
             await expect(alice.page.get_by_label("Your reply")).to_be_hidden()
 
-            await bob.mine_item(cid).get_by_role("button").first.click()
+            handed = bob.mine_item(cid)
+            await expect(handed).to_contain_text("transferred by Alice", timeout=3000 * UNIT)
+            await expect(bob.page).to_have_title("(1) Agent console", timeout=3000 * UNIT)
+            assert time.monotonic() - transferred_at < 3 * UNIT
+            await expect(bob.page.locator(".toast")).to_contain_text("Alice transferred")
+            await handed.get_by_role("button").first.click()
             await expect(bob.view).to_have_attribute("data-conversation-id", cid)
             await expect(bob.page.locator(".context")).to_contain_text(
                 f"The visitor asked: {QUESTION}"
             )
+            await expect(bob.page).to_have_title("Agent console")
+            await expect(handed).not_to_contain_text("transferred by")
             await bob.page.get_by_label("Your reply").fill("Bob here, I'll take it from here.")
             await bob.page.get_by_role("button", name="Send", exact=True).click()
             said = await visitor.message("agent")
@@ -260,7 +306,7 @@ async def test_transfer_release_and_close(browser: Browser, tmp_path: Path) -> N
 async def test_watch_a_live_bot_conversation_and_take_it_over(
     browser: Browser, tmp_path: Path, fake_llm: FakeOpenAI
 ) -> None:
-    slow = " ".join(f"w{i}" for i in range(300))
+    slow = " ".join(f"w{i}" for i in range(600))  # some 18 s of streaming
     fake_llm.add(None, [Text(slow, delay=0.03)])
     async with run_server(llm_settings(tmp_path, fake_llm)) as server:
         await setup_desk(server)
@@ -271,10 +317,13 @@ async def test_watch_a_live_bot_conversation_and_take_it_over(
             cid = (await visitor.reply("m"))["conversation_id"]
             await visitor.until("run.token")
 
+            # The live list shows it (with its dot: the bot is answering); a click watches it.
             page = alice.page
-            await page.get_by_label("Conversation ID to watch").fill(cid)
-            await page.get_by_role("button", name="Watch", exact=True).click()
-            await expect(alice.watch_item(cid)).to_be_visible()
+            item = alice.live_item(cid)
+            await expect(item).to_contain_text("tell me a long story")
+            await expect(item.locator(".live-dot")).to_be_visible()
+            await alice.watch(cid)
+            await expect(item).to_contain_text("watching")
             await expect(alice.view).to_have_attribute("data-status", "bot")
             streaming = page.locator('.log li[data-streaming="true"]')
             await expect(streaming).to_contain_text(re.compile(r"w\d+ w\d+"))
@@ -289,7 +338,7 @@ async def test_watch_a_live_bot_conversation_and_take_it_over(
             assert accepted["take_over"] is True
             await expect(alice.view).to_have_attribute("data-status", "with_human")
             await expect(alice.mine_item(cid)).to_be_visible()
-            await expect(alice.watch_item(cid)).to_have_count(0)
+            await expect(alice.live_item(cid)).to_have_count(0)
             await expect(page.locator(".context")).to_contain_text(
                 "The visitor asked: tell me a long story"
             )
@@ -326,16 +375,29 @@ async def test_approve_a_pending_write_when_the_bot_allows_agents_to(
             await expect(pending).to_contain_text("create_record")
             await expect(pending).to_contain_text("Console Widget")
 
-            # Not allowed by the bot yet: the console says so, the write stays pending.
-            await pending.get_by_role("button", name="Approve").click()
-            await expect(pending).to_contain_text("only the visitor")
+            # Not allowed by the bot (handoff.context's agent_confirmations is false): the
+            # write is shown, read-only; the visitor decides.
+            approve = pending.get_by_role("button", name="Approve")
+            reject = pending.get_by_role("button", name="Reject")
+            await expect(pending).to_contain_text("The visitor decides")
+            await expect(approve).to_be_hidden()
+            await expect(reject).to_be_hidden()
+
+            # Allowed now; the next claim's context says so: the buttons appear.
             async with server.admin() as admin:
                 allowed = await admin.patch(
                     "/admin/v1/tenants/default/bots/demo", json={"agent_confirmations": True}
                 )
                 assert allowed.status_code == 200, allowed.text
+            await page.get_by_label("Transfer to").select_option(label="Back to the queue")
+            await alice.button("Transfer")
+            await alice.claim(cid)
+            await expect(approve).to_be_visible()
+            await expect(reject).to_be_visible()
+            await expect(pending).not_to_contain_text("The visitor decides")
+            await expect(pending).to_contain_text("Console Widget")
 
-            await pending.get_by_role("button", name="Approve").click()
+            await approve.click()
             resolved = await visitor.until("confirmation.resolved")
             assert (resolved["decision"], resolved["by"]) == ("approved", "agent")
             await expect(pending).to_be_hidden()
@@ -398,13 +460,11 @@ async def test_a_dropped_connection_resumes_where_it_stopped(
                 await bot_visitor.hello("visitor-b")
                 watched = await bot_visitor.start("How do I run several nodes?")
                 page = alice.page
-                await page.get_by_label("Conversation ID to watch").fill(watched)
-                await page.get_by_role("button", name="Watch", exact=True).click()
-                await expect(alice.view).to_have_attribute("data-conversation-id", watched)
+                await alice.watch(watched)
                 await alice.mine_item(cid).get_by_role("button").first.click()
                 await expect(alice.view).to_have_attribute("data-conversation-id", cid)
 
-                summary = alice.watch_item(watched).locator(".conv-summary")
+                summary = alice.live_item(watched).locator(".conv-summary")
                 await expect(summary).to_contain_text("Bot:")
                 said_before = await summary.text_content()
 
@@ -423,7 +483,7 @@ async def test_a_dropped_connection_resumes_where_it_stopped(
                 # The watched conversation was followed again too (before it is opened).
                 await expect(summary).to_contain_text("Bot:")
                 await expect(summary).not_to_have_text(said_before or "")
-                await alice.watch_item(watched).get_by_role("button").first.click()
+                await alice.live_item(watched).get_by_role("button").first.click()
                 await expect(alice.messages("user").last).to_contain_text("What is a seq?")
                 await expect(alice.messages("assistant")).to_have_count(2)
                 refused = [p for p in alice.problems if "ERR_CONNECTION_REFUSED" not in p]

@@ -32,6 +32,7 @@ from tests.browser.widget_support import (
     answer,
     ask,
     csp_reports,
+    events_before_acks,
     last_user,
     observe,
     observed,
@@ -41,6 +42,7 @@ from tests.browser.widget_support import (
     record_frames,
     stored,
 )
+from tests.integration.test_handoff import console, setup_desk
 from tests.support import (
     UNIT,
     Client,
@@ -63,8 +65,6 @@ async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
         viewport={"width": 1100, "height": 800}, permissions=["local-network-access"]
     )
     await ctx.add_init_script(CSP_PROBE)
-    # The server has no /favicon.ico yet: Chromium's 404 for it is no widget problem.
-    await ctx.route("**/favicon.ico", lambda route: route.fulfill(status=204))
     try:
         yield ctx
     finally:
@@ -487,9 +487,12 @@ async def test_feedback_handoff_contact_form_and_typing(
         box = await page.locator(LAUNCHER).bounding_box()
         assert box is not None and box["x"] < 100
         human = page.locator(f"{WIDGET} button", has_text="Talk to a human")
-        await expect(human).to_be_hidden()  # not before there is a conversation
+        await expect(human).to_be_visible()  # from the start: a request starts a conversation
+        contact = page.locator(f"{WIDGET} button", has_text="Leave your contact details")
+        await expect(contact).to_be_hidden()  # 'after_response' (the default): not yet
         await ask(page, "How do I resume after a disconnect?")
         first = await answer(page)
+        await expect(contact).to_be_visible()
 
         # A thumbs up on the answer, acknowledged by the server (an error would undo it).
         helpful = first.get_by_role("button", name="Helpful", exact=True)
@@ -563,3 +566,140 @@ async def test_feedback_handoff_contact_form_and_typing(
             )
             await page.screenshot(path=screenshot_path("widget-handoff"))
         assert problems == []
+
+
+async def test_a_visitor_asks_for_a_person_before_writing_anything(
+    tmp_path: Path, context: BrowserContext
+) -> None:
+    async with run_server(make_settings(tmp_path)) as server:
+        await setup_desk(server, trigger="button")
+        async with console(server, "alice") as alice:
+            await alice.send(type="queue.subscribe", id="q")
+            assert (await console_frame(alice, "ack", id="q"))["queue"] == []
+            page = await context.new_page()
+            problems = watch(page)
+            await events_before_acks(page, server.ws_url)
+            frames = record_frames(page)
+            await page.goto(server.url + "/")
+            await ready(page)
+            await open_widget(page)
+            human = page.locator(f"{WIDGET} button", has_text="Talk to a human")
+            await expect(human).to_be_visible()
+            await human.click()
+
+            # The server started a conversation for the request; it waits in the queue.
+            banner = page.locator(f"{WIDGET} .banner")
+            await expect(banner).to_contain_text("Waiting for a person from our team…")
+            await expect(banner).to_contain_text("number 1 in the queue")
+            await expect(human).to_be_hidden()
+            added = await console_frame(alice, "queue.added")
+            cid = added["item"]["conversation"]["id"]
+            request = frames.sent_of("handoff.request")[0]
+            assert "conversation_id" not in request
+            ack = next(f for f in frames.of("ack") if f.get("id") == request["id"])
+            assert (ack["conversation_id"], ack["queued"]) == (cid, True)
+            # Its events came first (as the server sends them, or as the relay holds the ack
+            # back): the widget kept them until the ack named the conversation.
+            kinds = frames.types()
+            assert kinds.index("handoff.requested") < frames.received.index(ack)
+            assert (await stored(page, f"chatbot:{server.url}:demo:"))["cid"] == cid
+
+            # Alice claims it and writes: the visitor sees her label and her message.
+            await alice.send(type="conversation.claim", id="claim", conversation_id=cid)
+            assert (await console_frame(alice, "ack", id="claim"))["conversation_id"] == cid
+            await expect(banner).to_have_text("You are chatting with Alice.")
+            await alice.send(
+                type="conversation.send", id="s", conversation_id=cid, content="Hi, I'm *Alice*."
+            )
+            said = page.locator(f"{WIDGET} .msg[data-role=agent]")
+            await expect(said.locator(".who")).to_have_text("Alice")
+            await expect(said.locator(".b")).to_have_text("Hi, I'm Alice.")
+            await expect(said.locator(".b em")).to_have_text("Alice")
+
+            # The visitor's answer goes to that conversation, to Alice (the bot stays silent).
+            await ask(page, "Hello Alice, where is my parcel?")
+            created = await console_frame(alice, "message.created", conversation_id=cid)
+            while created["message"]["role"] != "user":
+                created = await console_frame(alice, "message.created", conversation_id=cid)
+            assert created["message"]["content"] == "Hello Alice, where is my parcel?"
+            await eventually(lambda: bool(frames.sent_of("message.send")), "message.send seen")
+            assert frames.sent_of("message.send")[0]["conversation_id"] == cid
+            await page.screenshot(path=screenshot_path("widget-handoff-first"))
+            assert "run.started" not in frames.types()
+        assert problems == []
+        assert await csp_reports(page) == []
+
+
+async def test_contact_form_before_any_message_shows_the_field_error(
+    tmp_path: Path, context: BrowserContext
+) -> None:
+    async with run_server(make_settings(tmp_path)) as server:
+        async with server.admin() as admin:
+            patched = await admin.patch(
+                "/admin/v1/tenants/default/bots/demo",
+                json={
+                    "contact_form_enabled": True,
+                    "contact_form_button_display": "always",
+                    "contact_form_success_message": "Thanks, we will write to you.",
+                },
+            )
+            assert patched.status_code == 200, patched.text
+        page = await context.new_page()
+        problems = watch(page)
+        await events_before_acks(page, server.ws_url)
+        frames = record_frames(page)
+        await page.goto(server.url + "/")
+        await ready(page)
+        await open_widget(page)
+        await expect(page.locator(f"{WIDGET} button", has_text="Talk to a human")).to_be_hidden()
+        button = page.locator(f"{WIDGET} button", has_text="Leave your contact details")
+        await expect(button).to_be_visible()  # 'always': before any message
+        await button.click()
+        form = page.locator(f"{WIDGET} form.contact")
+        await expect(button).to_be_hidden()
+        name, email = form.locator("input[name=name]"), form.locator("input[name=email]")
+        await expect(name).to_be_focused()
+        await name.fill("Ann Lee")
+        await email.fill("ann@example")  # the browser lets it through, the server does not
+        await form.get_by_role("button", name="Send").click()
+
+        # The error names its field: it shows under that field, which gets the focus.
+        await expect(email).to_have_attribute("aria-invalid", "true")
+        await expect(email).to_be_focused()
+        error = frames.of("error")[-1]
+        assert (error["code"], error["field"]) == ("invalid_field", "email")
+        described = await email.get_attribute("aria-describedby")
+        assert described and await email.evaluate("(el) => el.nextElementSibling.id") == described
+        await expect(form.locator(f"#{described}")).to_have_text(error["message"])
+        await expect(name).not_to_have_attribute("aria-invalid", "true")
+        await expect(form.locator(f"#{await name.get_attribute('aria-describedby')}")).to_be_empty()
+        await expect(form.get_by_role("alert")).to_have_count(1)  # that one, announced
+        await page.screenshot(path=screenshot_path("widget-contact-error"))
+        assert "conversation_id" not in frames.sent_of("contact.submit")[0]
+        assert (await stored(page, f"chatbot:{server.url}:demo:"))["cid"] is None
+
+        await email.fill("ann@example.com")  # typing clears the field's error
+        await expect(email).not_to_have_attribute("aria-invalid", "true")
+        await expect(form.locator(f"#{described}")).to_be_empty()
+        await form.get_by_role("button", name="Send").click()
+        await expect(form).to_have_count(0)
+        await expect(page.locator(f"{WIDGET} .note").last).to_have_text(
+            "Thanks, we will write to you."
+        )
+        await expect(button).to_be_hidden()  # once is enough
+        sent = frames.sent_of("contact.submit")
+        assert len(sent) == 2 and "conversation_id" not in sent[1]
+        assert sent[1]["fields"] == {"name": "Ann Lee", "email": "ann@example.com", "message": ""}
+        ack = next(f for f in frames.of("ack") if f.get("id") == sent[1]["id"])
+        cid = ack["conversation_id"]
+        assert ack["visitor"] == {"name": "Ann Lee", "email": "ann@example.com"}
+        assert [f["conversation_id"] for f in frames.of("lead.captured")] == [cid]
+        assert frames.types().index("lead.captured") < frames.received.index(ack)
+        assert (await stored(page, f"chatbot:{server.url}:demo:"))["cid"] == cid
+
+        # The conversation the form started is the visitor's: a message continues it.
+        await ask(page, "How do I resume after a disconnect?")
+        await answer(page)
+        assert frames.sent_of("message.send")[0]["conversation_id"] == cid
+        assert problems == []
+        assert await csp_reports(page) == []

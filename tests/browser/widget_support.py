@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from playwright.async_api import Locator, Page, WebSocket, expect
+from playwright.async_api import Locator, Page, WebSocket, WebSocketRoute, expect
 
 from tests.support import UNIT
 
@@ -136,3 +136,44 @@ def page_with(body: str) -> str:
     """A bare HTML page (of another site) around ``body``."""
     head = '<meta charset="utf-8"><title>Shop</title>'
     return f'<!doctype html><html lang="en"><head>{head}</head><body>{body}</body></html>'
+
+
+# Commands that start a conversation when they name none; their ack names it.
+STARTERS = ("handoff.request", "contact.submit")
+
+
+async def events_before_acks(page: Page, url: str) -> None:
+    """Route the page's sockets to ``url`` through a relay that makes an order the server
+    may use (and does, today) the one the page gets: the ack of a command that started a
+    conversation comes after that conversation's first event."""
+
+    def relay(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+        starting: set[Any] = set()
+        followed: set[str] = set()  # conversations whose events already went to the page
+        held: dict[str, str | bytes] = {}  # conversation id -> its ack, waiting
+
+        def up(message: str | bytes) -> None:
+            frame = json.loads(message)
+            if frame.get("type") in STARTERS and "conversation_id" not in frame:
+                starting.add(frame.get("id"))
+            server.send(message)
+
+        def down(message: str | bytes) -> None:
+            frame = json.loads(message)
+            cid = frame.get("conversation_id")
+            if frame.get("type") == "ack" and frame.get("id") in starting and cid:
+                starting.discard(frame["id"])
+                if cid not in followed:
+                    held[cid] = message
+                    return
+            ws.send(message)
+            if "seq" in frame and cid:
+                followed.add(cid)
+                if cid in held:
+                    ws.send(held.pop(cid))
+
+        ws.on_message(up)
+        server.on_message(down)
+
+    await page.route_web_socket(url, relay)

@@ -51,6 +51,9 @@ async def test_live_conversations_assignments_names_and_the_context_flag(
     assert assigned["conversation_id"] == cid
     assert (assigned["agent_id"], assigned["from_agent_id"]) == (bob.me["id"], alice.me["id"])
     assert assigned["reason"] == "transfer"
+    assert assigned["context"]["agent"]["id"] == bob.me["id"]
+    assert assigned["context"]["agent_confirmations"] is True
+    assert assigned["context"]["summary"].startswith("The visitor asked")
     assert after["conversations"] == []  # with a human now, not the bot
 
 
