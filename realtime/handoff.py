@@ -254,7 +254,7 @@ class Handoffs:
             await self._publish(
                 events.conversation_updated(cid, status="with_human", agent=target.public())
             )
-            context = await self._context_fields(moved, target)
+            context = await self.context_fields(moved, target)
             await self._publish(events.handoff_context(cid, **context))
             # The new owner learns of it here, with the packet (it follows the conversation
             # only from now, after the packet's seq).
@@ -364,12 +364,10 @@ class Handoffs:
     async def _context(self, conversation: Conversation, agent: HumanAgent) -> events.Event:
         """The packet the agent who now owns the conversation reads first."""
         return events.handoff_context(
-            conversation.id, **await self._context_fields(conversation, agent)
+            conversation.id, **await self.context_fields(conversation, agent)
         )
 
-    async def _context_fields(
-        self, conversation: Conversation, agent: HumanAgent
-    ) -> dict[str, Any]:
+    async def context_fields(self, conversation: Conversation, agent: HumanAgent) -> dict[str, Any]:
         bot = await self._store.get_bot_by_uuid(conversation.bot_uuid)
         return {
             "agent": agent.public(),

@@ -16,7 +16,7 @@ const TYPING_REFRESH_MS = 5000; // and is sent again while we keep typing
 const REMOTE_TYPING_TTL_MS = 8000; // someone else's indicator fades if no "off" arrives
 const BACKOFF_START_MS = 500;
 const BACKOFF_MAX_MS = 30000;
-const CONTEXT_BACKFILL = 50; // events replayed to find the handoff context of a conversation
+const CONTEXT_BACKFILL = 50; // events replayed when a conversation.assigned has no context
 const MAX_SAVED_CONTEXTS = 40;
 
 const STATUS_TEXT = {
@@ -528,9 +528,6 @@ function follow(c, action = "watch") {
   const done = request(`conversation.${action}`, { conversation_id: c.id }).then((ack) => {
     applyHistory(c, ack.history || {});
     c.followed = true;
-    if (action === "watch" && isMine(c) && !state.contexts[c.id] && !c.contextTried) {
-      backfillContext(c);
-    }
     changed();
     return ack;
   });
@@ -547,9 +544,10 @@ function track(c, promise) {
   return promise;
 }
 
-/** A conversation that came to us without its handoff.context (transferred to us, or
- * opened after a reload): replay its recent events to find the packet. */
+/** The fallback for a conversation.assigned without its `context` (a server from before it
+ * had one): replay the conversation's recent events to find the handoff.context packet. */
 function backfillContext(c) {
+  if (state.contexts[c.id] || c.contextTried || !isMine(c)) return;
   c.contextTried = true;
   const fields = { conversation_id: c.id, after_seq: Math.max(0, c.lastSeq - CONTEXT_BACKFILL) };
   if (c.epoch != null) fields.epoch = c.epoch;
@@ -654,7 +652,8 @@ function presenceUpdated(agentId, status, label) {
 }
 
 /** A conversation was transferred from one agent to another. When it is to us, it is ours
- * already: follow it, so that its handoff.context and its live events arrive, and say so. */
+ * already: keep the handoff.context packet the event carries (the conversation's own packet
+ * comes before the events we follow it from), follow it for its live events, and say so. */
 function conversationAssigned(frame) {
   const cid = frame.conversation_id;
   const me = state.agent?.id;
@@ -669,6 +668,15 @@ function conversationAssigned(frame) {
     c.status = "with_human";
     c.agentId = me;
   }
+  const packet = frame.context && typeof frame.context === "object" ? frame.context : null;
+  if (packet) {
+    contextEvent(c, { ...packet, ts: frame.ts, seq: null });
+    if (!c.loaded && "pending_confirmation" in packet) c.pending = packet.pending_confirmation;
+  }
+  // Without the packet in the event (an older server): look for it in the recent events.
+  const backfill = () => {
+    if (!packet) backfillContext(c);
+  };
   const looking = state.openId === cid && !document.hidden;
   if (!looking && frame.from_agent_id !== me) state.handed.set(cid, frame.from_agent_id || null);
   const from = frame.from_agent_id ? labelOf(frame.from_agent_id) : "Someone";
@@ -679,13 +687,17 @@ function conversationAssigned(frame) {
   };
   changed();
   if (c.followed || c.following) {
-    Promise.resolve(c.following).then(told, told);
+    Promise.resolve(c.following).then(() => {
+      told();
+      backfill();
+    }, told);
     if (looking) markRead(c);
     return;
   }
   follow(c).then(
     () => {
       told();
+      backfill();
       if (state.openId === cid && !document.hidden) markRead(c);
     },
     (error) => {
@@ -839,22 +851,31 @@ function conversationEvent(frame) {
   changed();
 }
 
+/** A handoff.context packet: the conversation's event (with its `seq`), or the `context` of
+ * a conversation.assigned (no `seq`, the event's `ts`). Kept when it is for us and not older
+ * than the one we have. */
 function contextEvent(c, frame) {
   if (!state.agent || frame.agent?.id !== state.agent.id) return;
   const known = state.contexts[c.id];
-  if (known && known.seq > frame.seq) return; // a replayed, older packet
+  if (known && olderContext(frame, known)) return; // a replayed, older packet
   learnAgent(frame.agent);
   state.contexts[c.id] = {
     summary: frame.summary,
     visitor: frame.visitor,
     ts: frame.ts,
-    seq: frame.seq,
+    seq: typeof frame.seq === "number" ? frame.seq : null,
     // Whether this agent may approve or reject the visitor's pending writes (null: unknown).
     agent_confirmations:
       typeof frame.agent_confirmations === "boolean" ? frame.agent_confirmations : null,
   };
   persist();
   changed();
+}
+
+/** Whether packet `a` is older than `b`: by `seq` when both have one, else by `ts`. */
+function olderContext(a, b) {
+  if (typeof a.seq === "number" && typeof b.seq === "number") return a.seq < b.seq;
+  return (a.ts ?? 0) < (b.ts ?? 0);
 }
 
 function typingEvent(c, frame) {

@@ -163,9 +163,13 @@ class AgentConnection(Connection):
             history = (await self.engine.history_of(conversation)).to_wire()
             history["last_seq"] = before.last_seq
             history["epoch"] = before.epoch
+            extra = {}
+            if conversation.status == "with_human" and conversation.agent_id == agent.id:
+                # Its owner opening it anew (another tab, after a transfer) gets the packet.
+                extra["context"] = await handoffs.context_fields(conversation, agent)
 
             def reply() -> None:
-                self.send("ack", command.id, conversation_id=cid, history=history)
+                self.send("ack", command.id, conversation_id=cid, history=history, **extra)
 
             await self.subscribe(cid, before.last_seq, before.epoch, reply)
             return

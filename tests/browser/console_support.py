@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Protocol
 
 import httpx
 import uvicorn
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, WebSocket, expect
 
 from realtime.config import Settings
 from realtime.server import create_app
@@ -78,12 +79,68 @@ async def setup_desk(server: ServerLike, **bot: Any) -> dict[str, dict[str, Any]
 
 class ConsolePage:
     """One agent's console: a page in a browser context of its own (its own sessionStorage),
-    with the problems it reports (console errors, page errors, CSP violations)."""
+    with the problems it reports (console errors, page errors, CSP violations) and the JSON
+    frames of its WebSockets (``frames``: socket number, ``"sent"`` or ``"received"``, frame;
+    a reload opens the next socket)."""
 
     def __init__(self, page: Page, problems: PageProblems, server: ServerLike) -> None:
         self.page = page
         self.problems = problems
         self.server = server
+        self.frames: list[tuple[int, str, dict[str, Any]]] = []
+        self._sockets = 0
+        page.on("websocket", self._record)
+
+    def _record(self, socket: WebSocket) -> None:
+        number = self._sockets = self._sockets + 1
+
+        def keep(direction: str, payload: str | bytes) -> None:
+            try:
+                frame = json.loads(payload)
+            except ValueError:
+                return
+            if isinstance(frame, dict):
+                self.frames.append((number, direction, frame))
+
+        socket.on("framesent", lambda payload: keep("sent", payload))
+        socket.on("framereceived", lambda payload: keep("received", payload))
+
+    def watch_acks(self, cid: str) -> list[int]:
+        """The ``history.last_seq`` of each ``ack`` of a ``conversation.watch`` of ``cid``."""
+        return [last for _, _, last in self._watched(cid)]
+
+    def replays(self, cid: str) -> list[dict[str, Any]]:
+        """The ``subscribe`` frames of ``cid`` that asked for events again: an ``after_seq``
+        below the ``last_seq`` of a watch's ``ack`` the console had on that socket."""
+        acked: dict[int, int] = {}
+        watched = {(socket, position): last for socket, position, last in self._watched(cid)}
+        found = []
+        for position, (socket, direction, frame) in enumerate(self.frames):
+            if (socket, position) in watched:
+                acked[socket] = max(acked.get(socket, 0), watched[socket, position])
+            elif (
+                direction == "sent"
+                and frame.get("type") == "subscribe"
+                and frame.get("conversation_id") == cid
+                and isinstance(frame.get("after_seq"), int)
+                and socket in acked
+                and frame["after_seq"] < acked[socket]
+            ):
+                found.append(frame)
+        return found
+
+    def _watched(self, cid: str) -> list[tuple[int, int, int]]:
+        """(socket, position in ``frames``, ``history.last_seq``) of the acks of watches."""
+        asked: set[tuple[int, Any]] = set()
+        acks = []
+        for position, (socket, direction, frame) in enumerate(self.frames):
+            kind = frame.get("type")
+            if direction == "sent":
+                if kind == "conversation.watch" and frame.get("conversation_id") == cid:
+                    asked.add((socket, frame.get("id")))
+            elif kind == "ack" and (socket, frame.get("id")) in asked:
+                acks.append((socket, position, int(frame["history"]["last_seq"])))
+        return acks
 
     async def sign_in(self, name: str, password: str = PASSWORD) -> None:
         page = self.page

@@ -248,7 +248,8 @@ async def test_transfer_release_and_close(browser: Browser, tmp_path: Path) -> N
             await expect(options).to_have_text(["Back to the queue", "Bob Doe"])
 
             # Alice transfers it to Bob: the visitor is told; Bob's console hears of it at
-            # once (conversation.assigned, not its 30 s safety refresh), with its context.
+            # once (conversation.assigned, not its 30 s safety refresh), with its context:
+            # the event carries the handoff.context packet, so no replay is asked for it.
             await picker.select_option(label="Bob Doe")
             transferred_at = time.monotonic()
             await alice.button("Transfer")
@@ -262,13 +263,16 @@ async def test_transfer_release_and_close(browser: Browser, tmp_path: Path) -> N
             handed = bob.mine_item(cid)
             await expect(handed).to_contain_text("transferred by Alice", timeout=3000 * UNIT)
             await expect(bob.page).to_have_title("(1) Agent console", timeout=3000 * UNIT)
-            assert time.monotonic() - transferred_at < 3 * UNIT
             await expect(bob.page.locator(".toast")).to_contain_text("Alice transferred")
             await handed.get_by_role("button").first.click()
             await expect(bob.view).to_have_attribute("data-conversation-id", cid)
             await expect(bob.page.locator(".context")).to_contain_text(
-                f"The visitor asked: {QUESTION}"
+                f"The visitor asked: {QUESTION}", timeout=3000 * UNIT
             )
+            await expect(bob.page.locator(".context")).to_contain_text("visitor-t")
+            assert time.monotonic() - transferred_at < 3 * UNIT
+            assert bob.watch_acks(cid), bob.frames  # Bob follows it from the transfer on
+            assert bob.replays(cid) == [], bob.replays(cid)
             await expect(bob.page).to_have_title("Agent console")
             await expect(handed).not_to_contain_text("transferred by")
             await bob.page.get_by_label("Your reply").fill("Bob here, I'll take it from here.")
@@ -300,6 +304,7 @@ async def test_transfer_release_and_close(browser: Browser, tmp_path: Path) -> N
             await expect(bob.view.locator(".status-pill")).to_have_text("Closed")
             await expect(bob.mine_item(cid)).to_have_count(0)
             assert not [f for f in visitor.seen if f["type"] == "handoff.context"]
+            assert bob.replays(cid) == [], bob.replays(cid)
             no_problems(alice, bob)
 
 

@@ -40,6 +40,10 @@ async def test_live_conversations_assignments_names_and_the_context_flag(
             )
             assert (await reply(alice, "x"))["type"] == "ack"
             assigned = await until(alice, "conversation.assigned")
+            await bob.send(type="conversation.watch", id="w", conversation_id=cid)
+            bob_opens = await reply(bob, "w")
+            await alice.send(type="conversation.watch", id="w2", conversation_id=cid)
+            alice_looks = await reply(alice, "w2")
         await alice.send(type="conversations.live", id="after")
         after = await reply(alice, "after")
     assert [item["conversation"]["id"] for item in live["conversations"]] == [cid]
@@ -54,6 +58,8 @@ async def test_live_conversations_assignments_names_and_the_context_flag(
     assert assigned["context"]["agent"]["id"] == bob.me["id"]
     assert assigned["context"]["agent_confirmations"] is True
     assert assigned["context"]["summary"].startswith("The visitor asked")
+    assert bob_opens["context"] == assigned["context"]  # its owner opening it anew
+    assert "context" not in alice_looks  # not hers any more
     assert after["conversations"] == []  # with a human now, not the bot
 
 
