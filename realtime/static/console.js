@@ -16,7 +16,6 @@ const TYPING_REFRESH_MS = 5000; // and is sent again while we keep typing
 const REMOTE_TYPING_TTL_MS = 8000; // someone else's indicator fades if no "off" arrives
 const BACKOFF_START_MS = 500;
 const BACKOFF_MAX_MS = 30000;
-const CONTEXT_BACKFILL = 50; // events replayed when a conversation.assigned has no context
 const MAX_SAVED_CONTEXTS = 40;
 
 const STATUS_TEXT = {
@@ -225,7 +224,6 @@ function conversation(cid) {
       followed: false, // subscribed on the current connection
       following: null, // a watch in flight
       loaded: false,
-      contextTried: false,
       outgoing: new Map(), // our messages on their way: key -> {content, time, messageId}
       draft: "",
     };
@@ -527,6 +525,7 @@ function follow(c, action = "watch") {
   if (action === "watch" && c.following) return c.following;
   const done = request(`conversation.${action}`, { conversation_id: c.id }).then((ack) => {
     applyHistory(c, ack.history || {});
+    ackContext(c, ack);
     c.followed = true;
     changed();
     return ack;
@@ -542,16 +541,6 @@ function track(c, promise) {
   };
   promise.then(settled, settled);
   return promise;
-}
-
-/** The fallback for a conversation.assigned without its `context` (a server from before it
- * had one): replay the conversation's recent events to find the handoff.context packet. */
-function backfillContext(c) {
-  if (state.contexts[c.id] || c.contextTried || !isMine(c)) return;
-  c.contextTried = true;
-  const fields = { conversation_id: c.id, after_seq: Math.max(0, c.lastSeq - CONTEXT_BACKFILL) };
-  if (c.epoch != null) fields.epoch = c.epoch;
-  request("subscribe", fields).catch(() => {});
 }
 
 function historyReset(cid) {
@@ -673,10 +662,6 @@ function conversationAssigned(frame) {
     contextEvent(c, { ...packet, ts: frame.ts, seq: null });
     if (!c.loaded && "pending_confirmation" in packet) c.pending = packet.pending_confirmation;
   }
-  // Without the packet in the event (an older server): look for it in the recent events.
-  const backfill = () => {
-    if (!packet) backfillContext(c);
-  };
   const looking = state.openId === cid && !document.hidden;
   if (!looking && frame.from_agent_id !== me) state.handed.set(cid, frame.from_agent_id || null);
   const from = frame.from_agent_id ? labelOf(frame.from_agent_id) : "Someone";
@@ -687,17 +672,13 @@ function conversationAssigned(frame) {
   };
   changed();
   if (c.followed || c.following) {
-    Promise.resolve(c.following).then(() => {
-      told();
-      backfill();
-    }, told);
+    Promise.resolve(c.following).then(told, told);
     if (looking) markRead(c);
     return;
   }
   follow(c).then(
     () => {
       told();
-      backfill();
       if (state.openId === cid && !document.hidden) markRead(c);
     },
     (error) => {
@@ -715,10 +696,7 @@ function conversationEvent(frame) {
     return;
   }
   if (typeof frame.seq === "number") {
-    if (frame.seq <= c.lastSeq) {
-      if (frame.type === "handoff.context") contextEvent(c, frame);
-      return;
-    }
+    if (frame.seq <= c.lastSeq) return;
     c.lastSeq = frame.seq;
   }
   const me = state.agent?.id;
@@ -855,9 +833,28 @@ function conversationEvent(frame) {
  * a conversation.assigned (no `seq`, the event's `ts`). Kept when it is for us and not older
  * than the one we have. */
 function contextEvent(c, frame) {
-  if (!state.agent || frame.agent?.id !== state.agent.id) return;
   const known = state.contexts[c.id];
-  if (known && olderContext(frame, known)) return; // a replayed, older packet
+  if (known && olderContext(frame, known)) return; // an older packet
+  keepContext(c, frame);
+}
+
+/** The `context` of the ack of a watch, claim or take_over: the owner's packet as it is at
+ * the history's `last_seq` (what a new tab or a fresh sign-in knows the conversation by).
+ * It replaces what we kept, unless an event after that `last_seq` brought a newer one. */
+function ackContext(c, ack) {
+  const packet = ack.context && typeof ack.context === "object" ? ack.context : null;
+  if (!packet) return;
+  const last = ack.history?.last_seq;
+  const seq = typeof last === "number" ? last : null;
+  const known = state.contexts[c.id];
+  if (known && seq !== null && typeof known.seq === "number" && known.seq > seq) return;
+  // No `ts`: a conversation.assigned that comes later (ours again) replaces it.
+  keepContext(c, { ...packet, seq, ts: null });
+}
+
+/** Keep a packet for the conversation, if it is for us. */
+function keepContext(c, frame) {
+  if (!state.agent || frame.agent?.id !== state.agent.id) return;
   learnAgent(frame.agent);
   state.contexts[c.id] = {
     summary: frame.summary,
@@ -1913,10 +1910,10 @@ function renderConversation() {
     setText(ui.pendingParams, pretty(pending.params));
     const expires = pending.expires_at ? clockTime(timeOf(pending.expires_at)) : "";
     setText(ui.pendingExpires, expires ? `Expires at ${expires}` : "");
-    // handoff.context says whether the bot lets this agent decide; without a packet (an
-    // older one), the buttons show and the server answers `forbidden` if it does not.
+    // The handoff context packet says whether the bot lets this agent decide: the buttons
+    // show only when it says so (the owner always has one, from its claim or watch).
     const agentsDecide = ctx?.agent_confirmations ?? null;
-    const canDecide = mine && agentsDecide !== false;
+    const canDecide = mine && agentsDecide === true;
     ui.pending.dataset.decides = canDecide ? "agent" : "visitor";
     setText(ui.pendingLead, canDecide ? "Waiting for approval: " : "Waiting for the visitor: ");
     show(ui.pendingActions, canDecide);
@@ -1924,7 +1921,7 @@ function renderConversation() {
     ui.rejectButton.disabled = !ready || c.pendingBusy;
     let note = c.pendingNote;
     if (!note && !mine) note = "Claim the conversation to decide, if the bot allows agents to.";
-    if (!note && !canDecide) {
+    if (!note && mine && agentsDecide === false) {
       note = "The visitor decides: this bot lets only the visitor approve or reject its actions.";
     }
     setText(ui.pendingNote, note);

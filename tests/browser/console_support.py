@@ -107,13 +107,30 @@ class ConsolePage:
 
     def watch_acks(self, cid: str) -> list[int]:
         """The ``history.last_seq`` of each ``ack`` of a ``conversation.watch`` of ``cid``."""
-        return [last for _, _, last in self._watched(cid)]
+        return [int(ack["history"]["last_seq"]) for _, _, ack in self._watched(cid)]
+
+    def watch_contexts(self, cid: str) -> list[dict[str, Any] | None]:
+        """The ``context`` (the owner's handoff packet, or None) of each such ``ack``."""
+        return [ack.get("context") for _, _, ack in self._watched(cid)]
+
+    def received(self, kind: str, cid: str) -> list[dict[str, Any]]:
+        """The frames of type ``kind`` about ``cid`` the page received, on any socket."""
+        return [
+            frame
+            for _, direction, frame in self.frames
+            if direction == "received"
+            and frame.get("type") == kind
+            and frame.get("conversation_id") == cid
+        ]
 
     def replays(self, cid: str) -> list[dict[str, Any]]:
         """The ``subscribe`` frames of ``cid`` that asked for events again: an ``after_seq``
         below the ``last_seq`` of a watch's ``ack`` the console had on that socket."""
         acked: dict[int, int] = {}
-        watched = {(socket, position): last for socket, position, last in self._watched(cid)}
+        watched = {
+            (socket, position): int(ack["history"]["last_seq"])
+            for socket, position, ack in self._watched(cid)
+        }
         found = []
         for position, (socket, direction, frame) in enumerate(self.frames):
             if (socket, position) in watched:
@@ -129,8 +146,8 @@ class ConsolePage:
                 found.append(frame)
         return found
 
-    def _watched(self, cid: str) -> list[tuple[int, int, int]]:
-        """(socket, position in ``frames``, ``history.last_seq``) of the acks of watches."""
+    def _watched(self, cid: str) -> list[tuple[int, int, dict[str, Any]]]:
+        """(socket, position in ``frames``, the ``ack``) of the acks of watches of ``cid``."""
         asked: set[tuple[int, Any]] = set()
         acks = []
         for position, (socket, direction, frame) in enumerate(self.frames):
@@ -139,7 +156,7 @@ class ConsolePage:
                 if kind == "conversation.watch" and frame.get("conversation_id") == cid:
                     asked.add((socket, frame.get("id")))
             elif kind == "ack" and (socket, frame.get("id")) in asked:
-                acks.append((socket, position, int(frame["history"]["last_seq"])))
+                acks.append((socket, position, frame))
         return acks
 
     async def sign_in(self, name: str, password: str = PASSWORD) -> None:

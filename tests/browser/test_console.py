@@ -1,8 +1,9 @@
 """The agent console (``/console``) in a real Chromium against a real server: signing in and
 out, presence, the queue, claiming, talking to a visitor, transfers (heard of through
 ``conversation.assigned``), the live list of bot conversations, watching one and taking it
-over, a pending write (decided by the agent only when the bot allows it), and rendering what
-visitors write as text.
+over, a pending write (decided by the agent only when the bot allows it, also in a fresh
+sign-in, which has the handoff context from its watch), and rendering what visitors write as
+text.
 
 Visitors are Python WebSocket clients of ``/ws`` (real clients of the real server). Every
 test ends with no console error, page error or CSP violation on the pages it used.
@@ -415,6 +416,52 @@ async def test_approve_a_pending_write_when_the_bot_allows_agents_to(
             assert len(rows) == 1
             no_problems(alice)
         assert len(fake_llm.requests) == 1  # a person owns it: the bot said nothing more
+
+
+async def test_a_fresh_sign_in_gets_the_context_and_the_pending_write_from_the_watch(
+    browser: Browser, tmp_path: Path, fake_llm: FakeOpenAI
+) -> None:
+    fake_llm.add(None, [ToolCall("create_record", WIDGET, id="call_f1")])
+    async with run_server(llm_settings(tmp_path, fake_llm)) as server:
+        await setup_desk(server)  # agent_confirmations is off: the visitor decides
+        async with ws_client(server) as client:
+            visitor = Visitor(client)
+            await visitor.hello("visitor-f")
+            await visitor.send(type="message.send", id="m", content="add the fresh widget")
+            cid = (await visitor.reply("m"))["conversation_id"]
+            await visitor.until("run.status", stage="awaiting_confirmation")
+            await visitor.ask_for_a_person(cid)
+            async with console_page(browser, server, "alice") as first:
+                await first.claim(cid)
+                await expect(first.page.locator(".pending")).to_contain_text("create_record")
+
+                # Alice signs in again in a new browser context (no sessionStorage, no packet):
+                # the conversation comes from conversations.list, and its watch's ack carries the
+                # handoff context; no handoff.context event, and no replay to look for one.
+                async with console_page(browser, server, "alice") as fresh:
+                    page = fresh.page
+                    await fresh.mine_item(cid).get_by_role("button").first.click()
+                    await expect(fresh.view).to_have_attribute("data-conversation-id", cid)
+                    await expect(fresh.view).to_have_attribute("data-status", "with_human")
+                    context = page.locator(".context")
+                    await expect(context).to_contain_text("The visitor asked: add the fresh widget")
+                    await expect(context).to_contain_text("visitor-f")
+
+                    pending = page.locator(".pending")
+                    await expect(pending).to_contain_text("create_record")
+                    await expect(pending).to_contain_text("Console Widget")
+                    await expect(pending).to_have_attribute("data-decides", "visitor")
+                    await expect(pending).to_contain_text("The visitor decides")
+                    await expect(pending.get_by_role("button", name="Approve")).to_be_hidden()
+                    await expect(pending.get_by_role("button", name="Reject")).to_be_hidden()
+
+                    contexts = fresh.watch_contexts(cid)
+                    assert contexts and contexts[0] is not None, fresh.frames
+                    assert contexts[0]["agent_confirmations"] is False
+                    assert contexts[0]["pending_confirmation"]["tool_call_id"] == "call_f1"
+                    assert fresh.received("handoff.context", cid) == []
+                    assert fresh.replays(cid) == [], fresh.replays(cid)
+                    no_problems(first, fresh)
 
 
 XSS = '<img src=x onerror="window.__x=1">'
