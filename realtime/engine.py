@@ -353,12 +353,17 @@ class Engine:
         without one).
         """
         tenant_id = envelopes.unverified_tenant(token) or DEFAULT_TENANT
-        secret = await self.store.signing_secret(tenant_id) if len(tenant_id) <= 64 else None
+        plausible = len(tenant_id) <= 64 and "\x00" not in tenant_id  # no id is longer or has NUL
+        secret = await self.store.signing_secret(tenant_id) if plausible else None
         channel = None if bot_ref is None else await self._channel_of(tenant_id, bot_ref)
         envelope = envelopes.verify(
             token, _NO_SECRET if secret is None else secret, channel=channel
         )
-        bot = await self.store.get_bot(tenant_id, envelope.channel)
+        bot = (
+            await self.store.get_bot(tenant_id, envelope.channel)
+            if "\x00" not in envelope.channel
+            else None
+        )
         if bot is None:
             raise NotFound("bot_not_found", "no such bot")
         if envelope.user is not None:

@@ -181,14 +181,17 @@ def check_shape(
     value: Any, *, max_depth: int = MAX_JSON_DEPTH, max_values: int = MAX_JSON_VALUES
 ) -> None:
     """Refuse (``json_too_complex``) JSON nested deeper than ``max_depth`` or holding more
-    than ``max_values`` values: a small frame can still be costly to walk, store and echo.
-    Iterative, so the check itself cannot exhaust the stack."""
+    than ``max_values`` values: a small frame can still be costly to walk, store and echo;
+    and (``invalid_field``) any key or string holding U+0000, which no text column stores
+    (PostgreSQL refuses it) and no client means. Iterative, so the check itself cannot
+    exhaust the stack."""
     pending: list[tuple[Any, int]] = [(value, 1)]
-    count = 0
+    count, nul = 0, False
     while pending:
         item, depth = pending.pop()
         if isinstance(item, dict):
             children: Any = item.values()
+            nul = nul or any("\x00" in key for key in item)
         elif isinstance(item, list):
             children = item
         else:
@@ -198,7 +201,13 @@ def check_shape(
         count += len(children)
         if count > max_values:
             raise _error("json_too_complex", f"JSON may hold at most {max_values} values", None)
-        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+        for child in children:
+            if isinstance(child, dict | list):
+                pending.append((child, depth + 1))
+            elif isinstance(child, str) and "\x00" in child:
+                nul = True
+    if nul:  # after the whole shape: too complex is said first, as it is cheaper to fix
+        raise _error("invalid_field", "text may not contain the NUL character (U+0000)", None)
     return None
 
 

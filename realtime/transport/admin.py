@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from realtime.admin import Admin
-from realtime.errors import RealtimeError
+from realtime.errors import NotFound, RealtimeError
 from realtime.transport.http import JSON, bearer, error_response, json_body
 from realtime.transport.openapi import ADMIN_OPENAPI
 
@@ -34,6 +34,8 @@ def _route(
         try:
             principal = await admin.authenticate(bearer(request))
             request.state.principal = principal
+            if any("\x00" in value for value in request.path_params.values()):
+                raise NotFound("not_found", "no such thing")  # no id holds a NUL
             tenant = request.path_params.get("tenant")
             if tenant is not None:  # before anything else: another tenant is not there
                 principal.check_tenant(tenant)

@@ -33,6 +33,9 @@ from realtime.protocol import (
 )
 from tests import strategies
 
+# Text as clients send it; a NUL anywhere is refused before any command is read (below).
+NO_NUL = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
+
 COMMAND_TYPES = (
     Hello,
     MessageSend,
@@ -393,7 +396,7 @@ def test_error_frame_examples() -> None:
 
 
 valid_ids = st.one_of(
-    st.text(min_size=1, max_size=MAX_ID_CHARS),
+    st.text(NO_NUL, min_size=1, max_size=MAX_ID_CHARS),
     st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1),
 )
 
@@ -402,25 +405,25 @@ json_scalars = st.one_of(
     st.booleans(),
     st.integers(),
     st.floats(allow_nan=False, allow_infinity=False),
-    st.text(max_size=20),
+    st.text(NO_NUL, max_size=20),
 )
 json_values = st.recursive(
     json_scalars,
     lambda children: st.one_of(
         st.lists(children, max_size=4),
-        st.dictionaries(st.text(max_size=10), children, max_size=4),
+        st.dictionaries(st.text(NO_NUL, max_size=10), children, max_size=4),
     ),
     max_leaves=12,
 )
-small_json_values = strategies.json_values(leaves=8)
+small_json_values = strategies.json_values(leaves=8, nul=False)
 
 
 @given(
-    code=st.text(),
-    message=st.text(),
+    code=st.text(NO_NUL),
+    message=st.text(NO_NUL),
     client_id=st.one_of(st.none(), valid_ids),
     extra=st.dictionaries(
-        st.text().filter(lambda k: k not in {"type", "code", "message", "id", "client_id"}),
+        st.text(NO_NUL).filter(lambda k: k not in {"type", "code", "message", "id", "client_id"}),
         small_json_values,
         max_size=3,
     ),
@@ -453,7 +456,7 @@ def check_outcome(text: str, max_frame_bytes: int = 65536) -> Command | Protocol
 
 
 @settings(max_examples=200)
-@given(text=st.text(), max_frame_bytes=st.integers(min_value=1, max_value=200))
+@given(text=st.text(NO_NUL), max_frame_bytes=st.integers(min_value=1, max_value=200))
 def test_arbitrary_text_gives_a_command_or_protocol_error(text: str, max_frame_bytes: int) -> None:
     outcome = check_outcome(text, max_frame_bytes)
     if isinstance(outcome, ProtocolError) and outcome.code == "frame_too_large":
@@ -465,7 +468,7 @@ def test_arbitrary_text_gives_a_command_or_protocol_error(text: str, max_frame_b
 
 field_values = st.one_of(
     json_values,
-    st.text(min_size=1, max_size=70),
+    st.text(NO_NUL, min_size=1, max_size=70),
     st.integers(min_value=-2, max_value=2**53 + 1),
     st.booleans(),
 )
@@ -551,7 +554,7 @@ def value_of(value: Any, default: Any = None) -> Any:
 
 
 def text_of(max_len: int) -> st.SearchStrategy[str]:
-    return st.text(min_size=1, max_size=max_len)
+    return st.text(NO_NUL, min_size=1, max_size=max_len)
 
 
 seqs = st.integers(min_value=0, max_value=2**53 - 1)
@@ -563,7 +566,7 @@ def valid_commands(draw: st.DrawFn) -> tuple[dict[str, Any], Command]:
     # unknown fields first, so the known ones win on a clash
     frame: dict[str, Any] = draw(
         st.dictionaries(
-            st.text(max_size=10).filter(lambda k: k not in KNOWN_KEYS),
+            st.text(NO_NUL, max_size=10).filter(lambda k: k not in KNOWN_KEYS),
             small_json_values,
             max_size=2,
         )
@@ -605,7 +608,7 @@ def valid_commands(draw: st.DrawFn) -> tuple[dict[str, Any], Command]:
             resume=resume,
         )
     elif kind == "message.send":
-        content = draw(st.text(max_size=200))
+        content = draw(st.text(NO_NUL, max_size=200))
         conversation_id = draw(optional(text_of(64)))
         frame["content"] = content
         put(frame, "conversation_id", conversation_id)
@@ -647,7 +650,9 @@ def valid_commands(draw: st.DrawFn) -> tuple[dict[str, Any], Command]:
         conversation_id = draw(text_of(64))
         tool_call_id = draw(text_of(128))
         decision = draw(st.sampled_from(["approve", "reject"]))
-        params = draw(optional(st.dictionaries(st.text(max_size=8), small_json_values, max_size=3)))
+        params = draw(
+            optional(st.dictionaries(st.text(NO_NUL, max_size=8), small_json_values, max_size=3))
+        )
         frame.update(conversation_id=conversation_id, tool_call_id=tool_call_id, decision=decision)
         put(frame, "params", params)
         expected = ConfirmationResolve(
@@ -665,7 +670,9 @@ def valid_commands(draw: st.DrawFn) -> tuple[dict[str, Any], Command]:
         expected = Feedback(cid, conversation_id, message_id, value)
     elif kind == "contact.submit":
         conversation_id = draw(text_of(64))
-        fields = draw(st.dictionaries(st.text(max_size=8), st.text(max_size=20), max_size=4))
+        fields = draw(
+            st.dictionaries(st.text(NO_NUL, max_size=8), st.text(NO_NUL, max_size=20), max_size=4)
+        )
         frame.update(conversation_id=conversation_id, fields=fields)
         expected = ContactSubmit(cid, conversation_id, fields)
     else:
@@ -714,3 +721,24 @@ def test_field_errors_echo_a_valid_id(case: tuple[dict[str, Any], Command], junk
     exc = parse_error(orjson.dumps(frame).decode())
     assert exc.code == "invalid_field"
     assert exc.id == junk_id  # type: ignore[attr-defined]
+
+
+@given(
+    frame=valid_commands().map(lambda case: case[0]),
+    where=st.sampled_from(["key", "value", "nested"]),
+)
+def test_a_nul_anywhere_is_refused_before_the_command_is_read(
+    frame: dict[str, Any], where: str
+) -> None:
+    """No store keeps U+0000 (PostgreSQL refuses it): any key or string holding one is
+    ``invalid_field``, with no id echoed (it is refused with the frame's shape)."""
+    frame = dict(frame)
+    if where == "key":
+        frame["x\x00"] = 1
+    elif where == "value":
+        frame["note"] = "a\x00b"
+    else:
+        frame["extra"] = {"deep": [{"k": "\x00"}]}
+    exc = parse_error(orjson.dumps(frame).decode())
+    assert exc.code == "invalid_field" and "U+0000" in exc.message
+    assert exc.id is None  # type: ignore[attr-defined]
