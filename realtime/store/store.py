@@ -335,24 +335,8 @@ class Store:
     async def create_conversation(self, tenant_id: str, owner: str, bot_uuid: str) -> str:
         """An empty conversation (a visitor asked for a person, or left their details,
         before writing anything)."""
-        now = utcnow()
-        conversation_id = new_id()
         async with self.write() as conn:
-            await conn.execute(
-                insert(conversations).values(
-                    id=conversation_id,
-                    tenant_id=tenant_id,
-                    bot_uuid=bot_uuid,
-                    owner=owner,
-                    status="bot",
-                    title=None,
-                    epoch=1,
-                    seq_hwm=0,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-        return conversation_id
+            return await _insert_conversation(conn, tenant_id, owner, bot_uuid, None, utcnow())
 
     async def set_feedback(self, conversation_id: str, message_id: str, value: str | None) -> bool:
         """The visitor's feedback on one of the conversation's answers; False when there is
@@ -472,20 +456,8 @@ class Store:
                         )
                     )
                 if conversation_id is None:
-                    conversation_id = new_id()
-                    await conn.execute(
-                        insert(conversations).values(
-                            id=conversation_id,
-                            tenant_id=tenant_id,
-                            bot_uuid=bot_uuid,
-                            owner=owner,
-                            status="bot",
-                            title=_title_from(content),
-                            epoch=1,
-                            seq_hwm=0,
-                            created_at=now,
-                            updated_at=now,
-                        )
+                    conversation_id = await _insert_conversation(
+                        conn, tenant_id, owner, bot_uuid, _title_from(content), now
                     )
                     status, waiting = "bot", 0
                 else:
@@ -793,6 +765,33 @@ def _message(row: Row[Any]) -> Message:
 
 def _message_values(message: Message) -> dict[str, Any]:
     return {name: getattr(message, name) for name in _MESSAGE_FIELDS}
+
+
+async def _insert_conversation(
+    conn: AsyncConnection,
+    tenant_id: str,
+    owner: str,
+    bot_uuid: str,
+    title: str | None,
+    now: datetime,
+) -> str:
+    """A new conversation with the bot, epoch 1 and no events yet; its id."""
+    conversation_id = new_id()
+    await conn.execute(
+        insert(conversations).values(
+            id=conversation_id,
+            tenant_id=tenant_id,
+            bot_uuid=bot_uuid,
+            owner=owner,
+            status="bot",
+            title=title,
+            epoch=1,
+            seq_hwm=0,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    return conversation_id
 
 
 def _title_from(content: str) -> str:
