@@ -11,7 +11,9 @@ import pytest
 
 from realtime.broker.coordination import Coordination, MemoryCoordination, merge_presence
 from realtime.broker.redis_coordination import RedisCoordination
-from tests.support import REDIS_URL
+from realtime.connections import Connections
+from realtime.limits import Rule
+from tests.support import REDIS_URL, free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -83,3 +85,51 @@ async def test_presence_merges_what_every_node_sees(coord: Coordination) -> None
 def test_merge_presence_prefers_online() -> None:
     seen = [("a", "away"), ("a", "online"), ("a", "away"), ("b", "away")]
     assert merge_presence(seen) == {"a": "online", "b": "away"}
+
+
+async def test_several_rules_are_taken_all_or_none(coord: Coordination) -> None:
+    """A request refused by one rule uses up nothing of the others."""
+    wide, narrow = Rule("wide", 3, 60.0), Rule("narrow", 1, 60.0)
+    assert await coord.hit_all([wide, narrow]) == 0.0
+    assert await coord.hit_all([wide, narrow]) > 0  # narrow is spent
+    assert await coord.hit_all([wide, narrow]) > 0
+    # wide gave one token, not three: two are left
+    assert [await coord.hit_all([wide]) for _ in range(3)][:2] == [0.0, 0.0]
+    assert await coord.hit_all([wide]) > 0
+
+
+async def test_connections_are_counted_over_the_nodes_and_written_back_when_lost(
+    redis_prefix: str,
+) -> None:
+    coord = RedisCoordination(REDIS_URL, prefix=redis_prefix)
+    await coord.start()
+    try:
+        a = Connections(2, coord, "node-a")
+        b = Connections(2, coord, "node-b")
+        assert await a.admit("1.2.3.4") and await b.admit("1.2.3.4")
+        assert not await a.admit("1.2.3.4") and not await b.admit("1.2.3.4")
+        assert await a.admit("5.6.7.8")  # another address has its own count
+        # Redis forgets (a restart): the heartbeat writes the node's truth back.
+        await coord._redis.delete(f"{redis_prefix}conns:node-a", f"{redis_prefix}nodes")
+        assert await b.admit("1.2.3.4")  # for a moment a's connection is not seen
+        await b.release("1.2.3.4")
+        await a.heartbeat()
+        await b.heartbeat()
+        assert not await b.admit("1.2.3.4")  # seen again
+        await a.forget()  # node a stops: its connections no longer count
+        assert await b.admit("1.2.3.4")
+    finally:
+        await coord.close()
+
+
+async def test_with_redis_away_each_node_counts_its_own() -> None:
+    coord = RedisCoordination(f"redis://127.0.0.1:{free_port()}/0", prefix="rt-none:")
+    await coord.start()
+    try:
+        node = Connections(2, coord, "node-a")
+        assert [await node.admit("1.2.3.4") for _ in range(3)] == [True, True, False]
+        await node.release("1.2.3.4")
+        assert node.count("1.2.3.4") == 1 and await node.admit("1.2.3.4")
+        assert not coord.healthy()
+    finally:
+        await coord.close()
