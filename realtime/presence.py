@@ -20,7 +20,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from realtime.broker.coordination import Coordination
+from realtime.broker.coordination import Coordination, merge_presence
 from realtime.periodic import Periodic
 
 STATUSES = ("online", "away", "offline")
@@ -74,8 +74,15 @@ class Presence:
         return [a for a, status in (await self.snapshot(tenant_id)).items() if status == "online"]
 
     async def snapshot(self, tenant_id: str) -> dict[str, str]:
-        """The tenant's agents that are online or away on some node."""
-        return await self._shared.presence(tenant_id)
+        """The tenant's agents that are online or away on some node, this node's own view
+        included (the registry hears of a new connection a moment after it opened)."""
+        shared = await self._shared.presence(tenant_id)
+        mine = [
+            (agent_id, agent.status)
+            for agent_id, agent in self._agents.items()
+            if agent.tenant_id == tenant_id and agent.status != "offline"
+        ]
+        return merge_presence([*shared.items(), *mine])
 
     def connect(self, tenant_id: str, agent_id: str) -> None:
         agent = self._agents.get(agent_id)

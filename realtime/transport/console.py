@@ -126,19 +126,14 @@ class AgentConnection(Connection):
         self.agent = agent
         presence = self.engine.handoffs.presence
         presence.connect(agent.tenant_id, agent.id)
-        # The shared registry hears of this connection a moment later: say it here already.
-        agents = {**await presence.snapshot(agent.tenant_id), agent.id: presence.status(agent.id)}
-        info = await self.engine.handoffs.agents_info(agent.tenant_id)
-        if agent.id in info:
-            info[agent.id]["status"] = agents[agent.id]
         self.send(
             "welcome",
             hello.id,
             protocol=protocol.PROTOCOL_VERSION,
             agent=agent.to_wire(),
             presence=presence.status(agent.id),
-            agents=agents,
-            agents_info=info,
+            agents=await presence.snapshot(agent.tenant_id),
+            agents_info=await self.engine.handoffs.agents_info(agent.tenant_id),
             limits={
                 "max_message_chars": self.settings.max_message_chars,
                 "max_frame_bytes": self.settings.max_frame_bytes,
